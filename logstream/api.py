@@ -1,0 +1,318 @@
+"""The HTTP API: parse the request, call the writer or the store, render the answer. No SQL."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from quart import Blueprint, Response, current_app, request
+
+from . import logtext, sse, store
+from .errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .follow import JobEnd
+from .services import Services
+from .writer import hash_token
+
+bp = Blueprint("api", __name__)
+
+MAX_NAME = 200
+MAX_META_BYTES = 16 * 1024
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+TEXT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def services() -> Services:
+    """The running app's services (engine, writer, hub, settings)."""
+    return current_app.extensions["logstream"]  # type: ignore[no-any-return]
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return Response(body, status=status, mimetype="application/json")
+
+
+async def _json_body() -> dict[str, Any]:
+    raw = await request.get_data()
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    return payload
+
+
+def _int_arg(name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
+             ) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.strip().isdigit():
+        raise BadRequest(f"query parameter {name} must be a whole number", field=name)
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise BadRequest(f"query parameter {name} must be {bound}", field=name)
+    return value
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _is_runner(token: str) -> bool:
+    runner = services().settings.runner_token
+    return runner is not None and hmac.compare_digest(token.encode(), runner.encode())
+
+
+async def _require_job_token(job_id: int) -> None:
+    """The job's own token, or the runner token, may write to a job."""
+    token = _bearer()
+    if token is None:
+        raise Unauthorized("this needs 'Authorization: Bearer <job token>'")
+    expected = await services().token_hash(job_id)
+    if expected is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    if hmac.compare_digest(hash_token(token), expected) or _is_runner(token):
+        return
+    raise Forbidden(f"the token is not valid for job {job_id}")
+
+
+async def _get_job(job_id: int) -> store.Job:
+    async with services().engine.connect() as conn:
+        job = await store.get_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+@bp.post("/api/jobs")
+async def create_job() -> Response:
+    """Create a running job; answer with it and its write token."""
+    if services().settings.runner_token is not None:
+        token = _bearer()
+        if token is None:
+            raise Unauthorized("creating a job needs 'Authorization: Bearer <runner token>'")
+        if not _is_runner(token):
+            raise Forbidden("the runner token is not valid")
+    payload = await _json_body()
+    name = payload.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("name must be a non-empty string", field="name")
+    if len(name) > MAX_NAME or "\n" in name or "\r" in name:
+        raise BadRequest(f"name must be one line of at most {MAX_NAME} characters", field="name")
+    meta = payload.get("meta", {})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise BadRequest("meta must be a JSON object", field="meta")
+    if len(json.dumps(meta)) > MAX_META_BYTES:
+        raise BadRequest(f"meta must be at most {MAX_META_BYTES} bytes of JSON", field="meta")
+    job, token = await services().writer.create_job(logtext.clean(name), meta)
+    body = job.to_json()
+    body["token"] = token
+    return _json(body, 201)
+
+
+@bp.get("/api/jobs")
+async def list_jobs() -> Response:
+    """Jobs newest first; `limit` and the opaque `cursor` from the previous page."""
+    limit = _int_arg("limit", 50, minimum=1, maximum=500)
+    assert limit is not None
+    cursor = _int_arg("cursor", None, minimum=1)
+    async with services().engine.connect() as conn:
+        jobs = await store.list_jobs(conn, limit + 1, cursor)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return _json(
+        {
+            "jobs": [job.to_json() for job in jobs],
+            "next_cursor": str(jobs[-1].id) if more and jobs else None,
+        }
+    )
+
+
+@bp.get("/api/jobs/<int:job_id>")
+async def show_job(job_id: int) -> Response:
+    """One job."""
+    return _json((await _get_job(job_id)).to_json())
+
+
+# --- appending ---------------------------------------------------------------------------------
+
+
+@bp.post("/api/jobs/<int:job_id>/lines")
+async def append_lines(job_id: int) -> Response:
+    """Append lines (JSON list or a text/plain chunk), idempotently when `first` is given."""
+    await _require_job_token(job_id)
+    settings = services().settings
+    mimetype = request.mimetype or "text/plain"
+    if mimetype == "application/json":
+        payload = await _json_body()
+        texts = payload.get("lines")
+        if not isinstance(texts, list):
+            raise BadRequest("lines must be a list of strings", field="lines")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise BadRequest(f"lines[{index}] is not a string", field="lines", index=index)
+            if "\n" in text:
+                raise BadRequest(
+                    f"lines[{index}] contains a line feed: send one line per element",
+                    field="lines",
+                    index=index,
+                )
+        texts = [logtext.clean(text) for text in texts]
+        first = payload.get("first")
+        if first is not None and (
+            not isinstance(first, int) or isinstance(first, bool) or first < 1
+        ):
+            raise BadRequest("first must be a whole number >= 1", field="first")
+    elif mimetype.startswith("text/") or mimetype == "application/octet-stream":
+        texts = logtext.split_chunk(logtext.clean(logtext.decode(await request.get_data())))
+        first = _int_arg("first", None, minimum=1)
+    else:
+        raise UnsupportedMediaType(
+            f"send lines as application/json or text/plain, not {mimetype}"
+        )
+    cut_count = 0
+    limit = settings.max_line_chars
+    for index, text in enumerate(texts):
+        if len(text) > limit:
+            texts[index], _ = logtext.cut(text, limit)
+            cut_count += 1
+    result = await services().writer.append(job_id, texts, first)
+    body: dict[str, Any] = result.to_json()
+    body["cut"] = cut_count
+    return _json(body)
+
+
+@bp.post("/api/jobs/<int:job_id>/finish")
+async def finish_job(job_id: int) -> Response:
+    """Give the job its final status and exit code."""
+    await _require_job_token(job_id)
+    payload = await _json_body()
+    status = payload.get("status")
+    if status not in store.STATUSES_FINAL:
+        raise BadRequest(
+            "status must be one of " + ", ".join(store.STATUSES_FINAL), field="status"
+        )
+    exit_code = payload.get("exit_code")
+    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)
+                                  or not -(2**31) <= exit_code < 2**31):
+        raise BadRequest("exit_code must be a whole number or null", field="exit_code")
+    line_count = payload.get("line_count")
+    if line_count is not None and (
+        not isinstance(line_count, int) or isinstance(line_count, bool) or line_count < 0
+    ):
+        raise BadRequest("line_count must be a whole number >= 0", field="line_count")
+    job, _changed = await services().writer.finish(job_id, status, exit_code, line_count)
+    return _json(job.to_json())
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _wants_sse() -> bool:
+    fmt = request.args.get("format")
+    if fmt is not None:
+        if fmt not in ("sse", "text"):
+            raise BadRequest("format must be sse or text", field="format")
+        return fmt == "sse"
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+@bp.get("/api/jobs/<int:job_id>/log")
+async def read_log(job_id: int) -> Response:
+    """The log as an SSE stream (resumable by Last-Event-ID) or as raw text (`follow=1`)."""
+    wants_sse = _wants_sse()
+    header = request.headers.get("Last-Event-ID")
+    resumed = sse.parse_last_event_id(header)
+    if header is not None and resumed is None:
+        raise BadRequest("Last-Event-ID must be a line number (digits only)")
+    after = _int_arg("after", None)
+    tail = _int_arg("tail", None)
+    follow_text = request.args.get("follow", "0").lower() in ("1", "true", "yes")
+    job = await _get_job(job_id)
+    if resumed is not None:
+        cursor = resumed
+    elif after is not None:
+        cursor = after
+    elif tail is not None:
+        cursor = max(0, job.line_count - tail)
+    else:
+        cursor = 0
+    svc = services()
+    end = JobEnd(job.status, job.exit_code, job.line_count) if job.finished else None
+    if wants_sse and end is not None and resumed is not None and resumed >= job.line_count:
+        # Nothing left to send: 204 tells EventSource to stop reconnecting.
+        return Response("", status=204, headers={"Cache-Control": "no-cache"})
+    stream = svc.hub.follow(
+        job_id,
+        cursor,
+        "sse" if wants_sse else "text",
+        live=wants_sse or follow_text,
+        end=end,
+        retry_ms=svc.settings.retry_ms,
+    )
+    if wants_sse:
+        response = Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS)
+    else:
+        response = Response(
+            stream,
+            content_type="text/plain; charset=utf-8",
+            headers=TEXT_STREAM_HEADERS if follow_text else {},
+        )
+    response.timeout = None  # streams live as long as the job; Quart would cut them at 60 s
+    return response
+
+
+@bp.get("/api/jobs/<int:job_id>/lines")
+async def read_lines(job_id: int) -> Response:
+    """A JSON page of lines after `after`, with numbers and receive timestamps."""
+    after = _int_arg("after", 0)
+    limit = _int_arg("limit", 1000, minimum=1, maximum=10_000)
+    assert after is not None and limit is not None
+    async with services().engine.connect() as conn:
+        job = await store.get_job(conn, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        rows = await store.read_lines(conn, job_id, after, limit)
+    return _json(
+        {
+            "job_id": job_id,
+            "status": job.status,
+            "line_count": job.line_count,
+            "lines": [{"n": no, "ts": store.iso(ts), "text": text} for no, ts, text in rows],
+            "next_after": rows[-1][0] if rows and rows[-1][0] < job.line_count else None,
+        }
+    )
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    """Liveness: the process answers and the store can be queried."""
+    async with services().engine.connect() as conn:
+        await store.get_job(conn, 0)
+    return _json({"ok": True, "streams": services().hub.streams})
+
+
+def error_response(error: ApiError) -> Response:
+    """Render a client error as JSON."""
+    return _json(error.body(), error.status)

@@ -1,0 +1,67 @@
+"""create_app(settings): the Quart app with its services, error handlers and lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from .api import bp, error_response
+from .config import Settings
+from .errors import ApiError, TooLarge
+from .services import Services
+
+log = logging.getLogger("logstream")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """Build the app; its services start when it starts serving and stop when it stops."""
+    settings = settings or Settings.from_env()
+    app = Quart("logstream")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.register_blueprint(bp)
+
+    @app.while_serving
+    async def lifecycle() -> AsyncGenerator[None, None]:
+        services = await Services.start(settings)
+        app.extensions["logstream"] = services
+        if settings.runner_token is None:
+            log.warning(
+                "LOGSTREAM_RUNNER_TOKEN is not set: anyone who can reach this server may create"
+                " jobs (running open)"
+            )
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    @app.errorhandler(ApiError)
+    async def on_api_error(error: ApiError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 413:
+            limit = settings.max_body_bytes
+            return error_response(
+                TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+            )
+        api_error = ApiError(error.description or error.name)
+        api_error.status = status
+        api_error.code = error.name.lower().replace(" ", "_")
+        return error_response(api_error)
+
+    @app.errorhandler(Exception)
+    async def on_unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        api_error = ApiError("internal error; the request may be retried")
+        api_error.status = 500
+        api_error.code = "internal"
+        return error_response(api_error)
+
+    return app

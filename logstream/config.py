@@ -1,0 +1,125 @@
+"""Settings: read from LOGSTREAM_* environment variables, overridable by CLI flags.
+
+Imports nothing from the package, so the CLI can load it without the server stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///logstream.db"
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URL forms platforms hand out onto the async drivers logstream uses."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        url = "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+        raise SettingsError(
+            f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+        )
+    return url
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; one immutable object passed around."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    runner_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: str | None = None
+    keyfile: str | None = None
+    # Idle SSE streams send a comment this often (seconds) so proxies keep them open.
+    heartbeat: float = 15.0
+    # The `retry:` the stream tells browsers to wait before reconnecting (milliseconds).
+    retry_ms: int = 2000
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Lines longer than this many characters are stored cut, with a marker.
+    max_line_chars: int = 64 * 1024
+    # How many lines one page of replay reads from the store (and the most one write carries).
+    page_lines: int = 2000
+    # How many recent lines each live job keeps in memory for its readers.
+    feed_lines: int = 8192
+    # Seconds given to open streams to end themselves on shutdown.
+    graceful_timeout: float = 3.0
+    # With SQLite and several processes, how often a live tail re-checks the store (seconds).
+    poll_interval: float = 1.0
+    auto_migrate: bool | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from LOGSTREAM_* variables; explicit overrides (not None) win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get("LOGSTREAM_" + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(field.name, field.type, raw)
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = value
+        if "database_url" in values:
+            values["database_url"] = normalise_database_url(values["database_url"])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject values that cannot work, with a message naming the setting."""
+        if self.heartbeat <= 0:
+            raise SettingsError("heartbeat must be > 0 seconds")
+        if self.max_line_chars < 64:
+            raise SettingsError("max_line_chars must be at least 64")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("max_body_bytes must be at least 1024")
+        if self.page_lines < 1 or self.feed_lines < 1:
+            raise SettingsError("page_lines and feed_lines must be positive")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise SettingsError("certfile and keyfile go together")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the store is the embedded SQLite default."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """SQLite migrates itself on start; PostgreSQL waits for `logstream db upgrade`."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+def _parse(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("bool"):
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"LOGSTREAM_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

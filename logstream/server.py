@@ -1,0 +1,85 @@
+"""Run the app under Hypercorn: HTTP/1.1 + h2c on a plain port, HTTP/2 over TLS with a cert.
+
+Shutdown is cooperative (see ARCHITECTURE.md): on SIGTERM/SIGINT every open stream is told to
+send its farewell (a comment and `retry:`) and end, and only then does Hypercorn close its
+listeners, so browsers reconnect elsewhere with Last-Event-ID instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from .app import create_app
+from .config import Settings
+from .services import Services
+
+log = logging.getLogger("logstream")
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    """Hypercorn settings fit for long-lived streams."""
+    config = Config()
+    host = settings.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    config.bind = [f"{host}:{settings.port}"]
+    if settings.certfile and settings.keyfile:
+        config.certfile = settings.certfile
+        config.keyfile = settings.keyfile
+        config.alpn_protocols = ["h2", "http/1.1"]
+    # No read_timeout: an EventSource sends nothing after its request (PITFALLS 5).
+    config.keep_alive_timeout = 75  # above the usual 60 s idle timeout of load balancers
+    # Hypercorn sends GOAWAY after this many requests on one HTTP/2 connection, which silently
+    # stalls the streams still open on it (PITFALLS 6): make it effectively unlimited.
+    config.keep_alive_max_requests = 2**31
+    # Exceeding this kills the whole connection (PITFALLS 9): a browser tab set can open many.
+    config.h2_max_concurrent_streams = 1000
+    config.graceful_timeout = settings.graceful_timeout
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.accesslog = None
+    config.loglevel = settings.log_level.upper()
+    return config
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then end streams and exit."""
+    app = create_app(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        services: Services | None = app.extensions.get("logstream")
+        if services is None:
+            return
+        log.info("shutting down: ending %d open streams", services.hub.streams)
+        services.hub.begin_shutdown()
+        deadline = time.monotonic() + settings.graceful_timeout
+        while services.hub.streams > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+
+
+def run(settings: Settings) -> None:
+    """Migrate the embedded default if needed, then serve (blocking)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if settings.should_auto_migrate:
+        from .migrate import upgrade
+
+        upgrade(settings.database_url)
+    asyncio.run(serve(settings))

@@ -1,0 +1,226 @@
+"""Every SQL statement logstream runs. Functions take a connection first and return plain values.
+
+The caller owns the transaction: writes run inside the writer's batch, reads in short
+connections opened per page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .models import jobs, lines
+
+STATUSES_FINAL = ("succeeded", "failed", "canceled")
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as an ISO 8601 UTC timestamp (millisecond precision)."""
+    if ms is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job as the API shows it."""
+
+    id: int
+    name: str
+    meta: dict[str, Any]
+    status: str
+    exit_code: int | None
+    line_count: int
+    created_ms: int
+    finished_ms: int | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job has a final status."""
+        return self.status in STATUSES_FINAL
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's public JSON form (never the token)."""
+        duration = None
+        if self.finished_ms is not None:
+            duration = (self.finished_ms - self.created_ms) / 1000
+        return {
+            "id": self.id,
+            "name": self.name,
+            "meta": self.meta,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "line_count": self.line_count,
+            "created_at": iso(self.created_ms),
+            "finished_at": iso(self.finished_ms),
+            "duration": duration,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    """The part of a job that appends and finishes check under the job's lock."""
+
+    line_count: int
+    status: str
+    exit_code: int | None
+
+
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.meta,
+    jobs.c.status,
+    jobs.c.exit_code,
+    jobs.c.line_count,
+    jobs.c.created_ms,
+    jobs.c.finished_ms,
+)
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        id=row.id,
+        name=row.name,
+        meta=json.loads(row.meta),
+        status=row.status,
+        exit_code=row.exit_code,
+        line_count=row.line_count,
+        created_ms=row.created_ms,
+        finished_ms=row.finished_ms,
+    )
+
+
+async def create_job(
+    conn: AsyncConnection, name: str, meta: dict[str, Any], token_hash: str, now_ms: int
+) -> Job:
+    """Insert a running job with no lines."""
+    result = await conn.execute(
+        jobs.insert()
+        .values(
+            name=name,
+            meta=json.dumps(meta, separators=(",", ":")),
+            status="running",
+            line_count=0,
+            token_hash=token_hash,
+            created_ms=now_ms,
+        )
+        .returning(*_JOB_COLUMNS)
+    )
+    return _job(result.one())
+
+
+async def get_job(conn: AsyncConnection, job_id: int) -> Job | None:
+    """One job by id, or None."""
+    result = await conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id))
+    row = result.first()
+    return None if row is None else _job(row)
+
+
+async def list_jobs(conn: AsyncConnection, limit: int, before_id: int | None) -> list[Job]:
+    """Jobs newest first, keyset-paged by id."""
+    query = select(*_JOB_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(jobs.c.id < before_id)
+    result = await conn.execute(query)
+    return [_job(row) for row in result]
+
+
+async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
+    """The stored hash of a job's write token, or None for an unknown job."""
+    result = await conn.execute(select(jobs.c.token_hash).where(jobs.c.id == job_id))
+    return result.scalar_one_or_none()
+
+
+async def lock_job(conn: AsyncConnection, job_id: int) -> JobState | None:
+    """Read the job's count and status, locking its row until the transaction ends.
+
+    PostgreSQL takes a row lock (FOR UPDATE); SQLite already holds the database write lock.
+    """
+    query = (
+        select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code)
+        .where(jobs.c.id == job_id)
+        .with_for_update()
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return JobState(line_count=row.line_count, status=row.status, exit_code=row.exit_code)
+
+
+async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, JobState]:
+    """Count and status of many jobs at once (the periodic re-check of live tails)."""
+    if not job_ids:
+        return {}
+    query = select(jobs.c.id, jobs.c.line_count, jobs.c.status, jobs.c.exit_code).where(
+        jobs.c.id.in_(list(job_ids))
+    )
+    return {
+        row.id: JobState(line_count=row.line_count, status=row.status, exit_code=row.exit_code)
+        for row in await conn.execute(query)
+    }
+
+
+async def read_texts(conn: AsyncConnection, job_id: int, first: int, last: int) -> list[str]:
+    """The texts of lines first..last of a job, in order."""
+    query = (
+        select(lines.c.text)
+        .where(lines.c.job_id == job_id, lines.c.no >= first, lines.c.no <= last)
+        .order_by(lines.c.no)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def read_lines(
+    conn: AsyncConnection, job_id: int, after: int, limit: int, *, upto: int | None = None
+) -> list[tuple[int, int, str]]:
+    """Up to `limit` lines numbered above `after` (and at most `upto`): (no, ts_ms, text)."""
+    query = select(lines.c.no, lines.c.ts_ms, lines.c.text).where(
+        lines.c.job_id == job_id, lines.c.no > after
+    )
+    if upto is not None:
+        query = query.where(lines.c.no <= upto)
+    query = query.order_by(lines.c.no).limit(limit)
+    return [tuple(row) for row in await conn.execute(query)]  # type: ignore[misc]
+
+
+async def insert_lines(
+    conn: AsyncConnection, job_id: int, first: int, texts: Sequence[str], ts_ms: int
+) -> None:
+    """Store texts as lines first, first+1, ... and move the job's count past them."""
+    if not texts:
+        return
+    await conn.execute(
+        lines.insert(),
+        [
+            {"job_id": job_id, "no": first + i, "ts_ms": ts_ms, "text": text}
+            for i, text in enumerate(texts)
+        ],
+    )
+    await conn.execute(
+        update(jobs).where(jobs.c.id == job_id).values(line_count=first + len(texts) - 1)
+    )
+
+
+async def finish_job(
+    conn: AsyncConnection, job_id: int, status: str, exit_code: int | None, now_ms: int
+) -> None:
+    """Give a job its final status."""
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status=status, exit_code=exit_code, finished_ms=now_ms)
+    )
+
+
+async def count_lines(conn: AsyncConnection, job_id: int) -> int:
+    """How many lines are stored for a job (a consistency check for tests and tools)."""
+    result = await conn.execute(select(func.count()).where(lines.c.job_id == job_id))
+    return int(result.scalar_one())

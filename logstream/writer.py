@@ -1,0 +1,287 @@
+"""The single writer: every write goes through one queue and commits in batched transactions.
+
+SQLite allows one writer at a time, so concurrent requests are funnelled into one task that
+takes many queued operations into one `BEGIN IMMEDIATE` transaction: one commit (one fsync of
+the WAL) pays for all of them. Each operation checks its own preconditions first and raises a
+client error before it writes anything, so one bad request never spoils the batch. Hints go to
+the broker only after the commit, so a reader woken by one always finds the lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import store
+from .broker import Broker, Hint
+from .db import IMMEDIATE
+from .errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from .store import Job
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How much one transaction may take on: enough to amortise the commit, small enough that a
+# batch never holds the write lock for long.
+MAX_OPS_PER_BATCH = 512
+MAX_LINES_PER_BATCH = 50_000
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a job token (tokens are random, so a plain SHA-256 suffices)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendResult:
+    """What an append did: lines first..last are stored; `stored` of them by this request."""
+
+    first: int
+    last: int
+    line_count: int
+    stored: int
+    skipped: int
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON answer to an append."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class _Op(Generic[T]):
+    run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]]
+    future: asyncio.Future[T]
+    size: int = 1
+
+
+class Writer:
+    """Owns all writes; start() before use, stop() to drain and end."""
+
+    def __init__(self, engine: AsyncEngine, broker: Broker) -> None:
+        self._engine = engine
+        self._broker = broker
+        self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="logstream-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then end the task."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def create_job(self, name: str, meta: dict[str, Any]) -> tuple[Job, str]:
+        """Create a running job; returns it with its write token (only the hash is stored)."""
+        token = secrets.token_urlsafe(32)
+
+        async def run(conn: AsyncConnection) -> tuple[Job, Hint | None]:
+            job = await store.create_job(conn, name, meta, hash_token(token), now_ms())
+            return job, Hint(job.id, 0)
+
+        return await self._submit(run), token
+
+    async def append(
+        self, job_id: int, texts: Sequence[str], first: int | None
+    ) -> AppendResult:
+        """Append lines, or skip those already stored when `first` overlaps (a retry)."""
+
+        async def run(conn: AsyncConnection) -> tuple[AppendResult, Hint | None]:
+            state = await store.lock_job(conn, job_id)
+            if state is None:
+                raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            count = state.line_count
+            start = count + 1 if first is None else first
+            if start < 1:
+                raise BadRequest("first must be >= 1", field="first")
+            if start > count + 1:
+                raise Conflict(
+                    f"line {start} would leave a gap: the next line expected is {count + 1}",
+                    reason="gap",
+                    expected_first=count + 1,
+                    line_count=count,
+                )
+            overlap = min(count - start + 1, len(texts))
+            if overlap > 0:
+                stored = await store.read_texts(conn, job_id, start, start + overlap - 1)
+                for i, (have, got) in enumerate(zip(stored, texts)):
+                    if have != got:
+                        raise Conflict(
+                            f"line {start + i} is already stored with different text",
+                            reason="mismatch",
+                            line=start + i,
+                            expected_first=count + 1,
+                            line_count=count,
+                        )
+            new = texts[overlap:]
+            if state.status != "running" and (new or overlap == 0):
+                raise Conflict(
+                    f"job {job_id} is finished ({state.status}); it takes no more lines",
+                    reason="finished",
+                    status=state.status,
+                    line_count=count,
+                )
+            await store.insert_lines(conn, job_id, count + 1, new, now_ms())
+            line_count = count + len(new)
+            result = AppendResult(
+                first=start,
+                last=start + len(texts) - 1,
+                line_count=line_count,
+                stored=len(new),
+                skipped=overlap,
+            )
+            return result, (Hint(job_id, line_count) if new else None)
+
+        return await self._submit(run, size=len(texts))
+
+    async def finish(
+        self, job_id: int, status: str, exit_code: int | None, line_count: int | None
+    ) -> tuple[Job, bool]:
+        """Give a job its final status; repeating the same finish is fine (changed=False)."""
+
+        async def run(conn: AsyncConnection) -> tuple[tuple[Job, bool], Hint | None]:
+            state = await store.lock_job(conn, job_id)
+            if state is None:
+                raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            if line_count is not None and line_count != state.line_count:
+                raise Conflict(
+                    f"the job has {state.line_count} lines stored, not {line_count}:"
+                    " send the missing lines first",
+                    reason="line_count",
+                    line_count=state.line_count,
+                    expected_first=state.line_count + 1,
+                )
+            if state.status != "running":
+                if state.status == status and state.exit_code == exit_code:
+                    job = await store.get_job(conn, job_id)
+                    assert job is not None
+                    return (job, False), None
+                raise Conflict(
+                    f"job {job_id} already finished as {state.status}"
+                    f" (exit code {state.exit_code})",
+                    reason="finished",
+                    status=state.status,
+                    exit_code=state.exit_code,
+                )
+            await store.finish_job(conn, job_id, status, exit_code, now_ms())
+            job = await store.get_job(conn, job_id)
+            assert job is not None
+            return (job, True), Hint(job_id, state.line_count, finished=True)
+
+        return await self._submit(run)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _submit(
+        self, run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]], size: int = 1
+    ) -> T:
+        if self._task is None or self._task.done():
+            raise Unavailable("the server is shutting down")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(run, future, size))
+        # Shield: a client that disconnects must not cancel a write already queued; the writer
+        # finishes it either way, and the retry with `first` finds it stored.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            op = await self._queue.get()
+            if op is None:
+                break
+            batch = [op]
+            lines = op.size
+            while len(batch) < MAX_OPS_PER_BATCH and lines < MAX_LINES_PER_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                lines += nxt.size
+            try:
+                await self._commit_batch(batch)
+            except Exception:  # never let the writer die: fail the batch, keep serving
+                log.exception("writer batch failed")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            Unavailable("the store could not commit the write; retry")
+                        )
+
+    async def _commit_batch(self, batch: list[_Op[Any]]) -> None:
+        try:
+            done = await self._transaction(batch)
+        except SQLAlchemyError:
+            if len(batch) == 1:
+                raise
+            # Something below the client-error level failed; isolate it by going one by one.
+            log.warning("batch of %d failed; retrying one operation per transaction", len(batch))
+            for item in batch:
+                try:
+                    await self._commit_batch([item])
+                except Exception:
+                    log.exception("write failed")
+                    if not item.future.done():
+                        item.future.set_exception(
+                            Unavailable("the store could not commit the write; retry")
+                        )
+            return
+        hints: dict[int, Hint] = {}
+        for item, (outcome, hint) in done:
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+            if hint is not None:
+                previous = hints.get(hint.job_id)
+                if previous is None or hint.finished or hint.line_count > previous.line_count:
+                    hints[hint.job_id] = Hint(
+                        hint.job_id,
+                        max(hint.line_count, previous.line_count if previous else 0),
+                        hint.finished or bool(previous and previous.finished),
+                    )
+        for hint in hints.values():
+            await self._broker.publish(hint)
+
+    async def _transaction(
+        self, batch: list[_Op[Any]]
+    ) -> list[tuple[_Op[Any], tuple[Any, Hint | None]]]:
+        done: list[tuple[_Op[Any], tuple[Any, Hint | None]]] = []
+        options = IMMEDIATE if self._sqlite else {}
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**options)
+            async with conn.begin():
+                for item in batch:
+                    if item.future.cancelled():
+                        continue
+                    try:
+                        result = await item.run(conn)
+                    except ApiError as error:
+                        done.append((item, (error, None)))
+                    else:
+                        done.append((item, result))
+        return done
