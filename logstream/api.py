@@ -272,7 +272,7 @@ async def read_log(job_id: int) -> Response:
         retry_ms=svc.settings.retry_ms,
     )
     if wants_sse:
-        response = Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS)
+        response = Response(stream, content_type="text/event-stream", headers=SSE_HEADERS)
     else:
         response = Response(
             stream,
