@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -287,7 +287,6 @@ class Hub:
         live: bool,
         end: JobEnd | None,
         retry_ms: int,
-        on_write: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """Yield the job's lines after `cursor` as encoded chunks, then follow it if `live`.
 
@@ -332,10 +331,12 @@ class Hub:
                     return
                 assert waiter is not None
                 done, _ = await asyncio.wait(
-                    (waiter, self._closing), timeout=self.heartbeat
+                    (waiter, self._closing),
+                    timeout=self.heartbeat,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                if not done:
-                    yield sse.comment("ping") if fmt == "sse" else b""
+                if not done and fmt == "sse":
+                    yield sse.comment("ping")
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception:

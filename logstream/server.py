@@ -68,6 +68,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         deadline = time.monotonic() + settings.graceful_timeout
         while services.hub.streams > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        log.info("streams left: %d", services.hub.streams)
 
     await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
 
