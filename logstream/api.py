@@ -8,7 +8,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
-from . import logtext, sse, store
+from . import logtext, search, sse, store
 from .errors import (
     ApiError,
     BadRequest,
@@ -25,8 +25,26 @@ bp = Blueprint("api", __name__)
 
 MAX_NAME = 200
 MAX_META_BYTES = 16 * 1024
+# The largest id or line number the store's 64-bit integer columns can hold.
+MAX_STORED_INT = 2**63 - 1
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 TEXT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@bp.after_request
+async def _drain_request_body(response: Response) -> Response:
+    """Wait for the rest of the request body before an early (error) answer goes out.
+
+    Hypercorn closes an HTTP/1.1 connection whose response ends before the request body
+    has arrived, without sending `Connection: close`, so a keep-alive client's next request
+    on it fails ("server disconnected"). Receiving the body keeps the connection reusable.
+    """
+    if response.status_code >= 400 and request.method in ("POST", "PUT", "PATCH"):
+        try:
+            await request.get_data()
+        except Exception:  # too large or cut off: the connection closes, as it would anyway
+            pass
+    return response
 
 
 def services() -> Services:
@@ -58,6 +76,8 @@ def _int_arg(name: str, default: int | None, *, minimum: int = 0, maximum: int |
     if not raw.isascii() or not raw.strip().isdigit():
         raise BadRequest(f"query parameter {name} must be a whole number", field=name)
     value = int(raw)
+    if maximum is None:
+        maximum = MAX_STORED_INT
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
         raise BadRequest(f"query parameter {name} must be {bound}", field=name)
@@ -84,6 +104,7 @@ async def _require_job_token(job_id: int) -> None:
     token = _bearer()
     if token is None:
         raise Unauthorized("this needs 'Authorization: Bearer <job token>'")
+    _check_job_id(job_id)
     expected = await services().token_hash(job_id)
     if expected is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
@@ -92,7 +113,14 @@ async def _require_job_token(job_id: int) -> None:
     raise Forbidden(f"the token is not valid for job {job_id}")
 
 
+def _check_job_id(job_id: int) -> None:
+    """An id too large for the store names no job (rather than failing the query)."""
+    if job_id > MAX_STORED_INT:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+
+
 async def _get_job(job_id: int) -> store.Job:
+    _check_job_id(job_id)
     async with services().engine.connect() as conn:
         job = await store.get_job(conn, job_id)
     if job is None:
@@ -138,6 +166,8 @@ async def list_jobs() -> Response:
     assert limit is not None
     cursor = _int_arg("cursor", None, minimum=1)
     async with services().engine.connect() as conn:
+        # The event cursor is read first: an event after it is replayed by /api/events.
+        events_cursor = await store.last_job_event_id(conn)
         jobs = await store.list_jobs(conn, limit + 1, cursor)
     more = len(jobs) > limit
     jobs = jobs[:limit]
@@ -145,8 +175,35 @@ async def list_jobs() -> Response:
         {
             "jobs": [job.to_json() for job in jobs],
             "next_cursor": str(jobs[-1].id) if more and jobs else None,
+            "events_cursor": events_cursor,
         }
     )
+
+
+@bp.get("/api/events")
+async def job_events() -> Response:
+    """Job lifecycle as SSE: `job` events (resumable ids) and id-less `progress` events."""
+    header = request.headers.get("Last-Event-ID")
+    resumed = sse.parse_last_event_id(header)
+    if header is not None and resumed is None:
+        raise BadRequest("Last-Event-ID must be an event number (digits only)")
+    after = _int_arg("after", None)
+    svc = services()
+    assert svc.hub.lifecycle is not None
+    if resumed is not None:
+        cursor = resumed
+    elif after is not None:
+        cursor = after
+    else:
+        async with svc.engine.connect() as conn:
+            cursor = await store.last_job_event_id(conn)
+    response = Response(
+        svc.hub.lifecycle.stream(cursor, svc.settings.retry_ms),
+        content_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+    response.timeout = None
+    return response
 
 
 @bp.get("/api/jobs/<int:job_id>")
@@ -289,6 +346,7 @@ async def read_lines(job_id: int) -> Response:
     after = _int_arg("after", 0)
     limit = _int_arg("limit", 1000, minimum=1, maximum=10_000)
     assert after is not None and limit is not None
+    _check_job_id(job_id)
     async with services().engine.connect() as conn:
         job = await store.get_job(conn, job_id)
         if job is None:
@@ -302,6 +360,27 @@ async def read_lines(job_id: int) -> Response:
             "lines": [{"n": no, "ts": store.iso(ts), "text": text} for no, ts, text in rows],
             "next_after": rows[-1][0] if rows and rows[-1][0] < job.line_count else None,
         }
+    )
+
+
+@bp.get("/api/jobs/<int:job_id>/search")
+async def search_log(job_id: int) -> Response:
+    """Line numbers whose visible text contains `q` (case-insensitive unless case=1)."""
+    query = request.args.get("q", "")
+    if not query:
+        raise BadRequest("q must be a non-empty search text", field="q")
+    if len(query) > 1000:
+        raise BadRequest("q must be at most 1000 characters", field="q")
+    case = request.args.get("case", "0").lower() in ("1", "true", "yes")
+    limit = _int_arg("limit", 1000, minimum=1, maximum=10_000)
+    assert limit is not None
+    await _get_job(job_id)
+    result = await search.search_log(
+        services().engine, job_id, query, case=case, limit=limit
+    )
+    return _json(
+        {"query": query, "count": result.count, "lines": result.lines,
+         "truncated": result.truncated}
     )
 
 

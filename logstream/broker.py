@@ -17,11 +17,15 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Hint:
-    """Job `job_id` has `line_count` lines stored; `finished` once it has a final status."""
+    """Job `job_id` has `line_count` lines stored; `finished` once it has a final status.
+
+    `event_id` > 0 says the lifecycle feed (/api/events) reached that event.
+    """
 
     job_id: int
     line_count: int
     finished: bool = False
+    event_id: int = 0
 
 
 Listener = Callable[[Hint], None]

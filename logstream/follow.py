@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import sse, store
 from .broker import Hint
+from .lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +208,16 @@ class Hub:
         self.poll_interval = poll_interval
         self.feeds: dict[int, Feed] = {}
         self.streams = 0
-        self._closing: asyncio.Future[None] | None = None
+        self.closing_future: asyncio.Future[None] | None = None
+        self.lifecycle: Lifecycle | None = None
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the periodic re-check that makes a lost hint cost latency, not lines."""
-        self._closing = asyncio.get_running_loop().create_future()
+        self.closing_future = asyncio.get_running_loop().create_future()
+        self.lifecycle = Lifecycle(self)
+        async with self.engine.connect() as conn:
+            self.lifecycle.head = await store.last_job_event_id(conn)
         if self.poll_interval > 0:
             self._poller = asyncio.create_task(self._poll(), name="logstream-hub-poll")
 
@@ -232,19 +237,21 @@ class Hub:
 
     def begin_shutdown(self) -> None:
         """Wake every stream so it sends its farewell and ends."""
-        if self._closing is not None and not self._closing.done():
-            self._closing.set_result(None)
+        if self.closing_future is not None and not self.closing_future.done():
+            self.closing_future.set_result(None)
 
     @property
     def closing(self) -> bool:
         """True once shutdown began."""
-        return self._closing is not None and self._closing.done()
+        return self.closing_future is not None and self.closing_future.done()
 
     def on_hint(self, hint: Hint) -> None:
         """Broker listener: pass the hint to the job's feed, if anyone here is reading it."""
         feed = self.feeds.get(hint.job_id)
         if feed is not None:
             feed.hint(hint.line_count, hint.finished)
+        if self.lifecycle is not None:
+            self.lifecycle.on_hint(hint)
 
     def acquire(self, job_id: int) -> Feed:
         """The job's feed, created on first use; pair with release()."""
@@ -265,14 +272,15 @@ class Hub:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            if not self.feeds:
-                continue
             try:
                 async with self.engine.connect() as conn:
                     states = await store.job_states(conn, list(self.feeds))
+                    head = await store.last_job_event_id(conn)
             except Exception:
                 log.warning("re-check of live jobs failed", exc_info=True)
                 continue
+            if self.lifecycle is not None and head > self.lifecycle.head:
+                self.lifecycle.saw_event(head)
             for job_id, state in states.items():
                 feed = self.feeds.get(job_id)
                 if feed is not None:
@@ -295,7 +303,7 @@ class Hub:
         Never raises (a stream that raises is left hanging on HTTP/2): errors end the stream
         with a retry hint so the client reconnects and resumes by id.
         """
-        assert self._closing is not None, "hub not started"
+        assert self.closing_future is not None, "hub not started"
         feed: Feed | None = None
         self.streams += 1
         try:
@@ -331,7 +339,7 @@ class Hub:
                     return
                 assert waiter is not None
                 done, _ = await asyncio.wait(
-                    (waiter, self._closing),
+                    (waiter, self.closing_future),
                     timeout=self.heartbeat,
                     return_when=asyncio.FIRST_COMPLETED,
                 )

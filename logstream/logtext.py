@@ -56,4 +56,9 @@ def cut(text: str, limit: int) -> tuple[str, bool]:
     marker = cut_marker(len(text) - limit)
     keep = max(0, limit - len(marker))
     marker = cut_marker(len(text) - keep)
+    # Keeping fewer characters makes the dropped count (and so the marker) longer; shrink
+    # until the marker fits within the limit too.
+    while keep > 0 and keep + len(marker) > limit:
+        keep -= 1
+        marker = cut_marker(len(text) - keep)
     return text[:keep] + marker, True

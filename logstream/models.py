@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    ForeignKey,
-)
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, Text
 
 metadata = MetaData(
     naming_convention={
@@ -49,4 +40,14 @@ lines = Table(
     Column("ts_ms", BigInteger, nullable=False),
     Column("text", Text, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# Job lifecycle (created, finished) in order: the resumable ids of the /api/events feed.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .models import jobs, lines
+from .models import job_events, jobs, lines
 
 STATUSES_FINAL = ("succeeded", "failed", "canceled")
 
@@ -224,3 +224,32 @@ async def count_lines(conn: AsyncConnection, job_id: int) -> int:
     """How many lines are stored for a job (a consistency check for tests and tools)."""
     result = await conn.execute(select(func.count()).where(lines.c.job_id == job_id))
     return int(result.scalar_one())
+
+
+async def add_job_event(conn: AsyncConnection, job_id: int, kind: str, now_ms: int) -> int:
+    """Record a lifecycle event (created, finished); returns its id, the feed's event id."""
+    result = await conn.execute(
+        job_events.insert().values(job_id=job_id, kind=kind, created_ms=now_ms)
+        .returning(job_events.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def last_job_event_id(conn: AsyncConnection) -> int:
+    """The id of the newest lifecycle event (0 when there is none)."""
+    result = await conn.execute(select(func.max(job_events.c.id)))
+    return int(result.scalar_one() or 0)
+
+
+async def read_job_events(
+    conn: AsyncConnection, after: int, limit: int
+) -> list[tuple[int, str, Job]]:
+    """Lifecycle events after `after`, oldest first, each with its job as it is now."""
+    query = (
+        select(job_events.c.id.label("event_id"), job_events.c.kind, *_JOB_COLUMNS)
+        .join(jobs, jobs.c.id == job_events.c.job_id)
+        .where(job_events.c.id > after)
+        .order_by(job_events.c.id)
+        .limit(limit)
+    )
+    return [(row.event_id, row.kind, _job(row)) for row in await conn.execute(query)]

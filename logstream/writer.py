@@ -68,6 +68,18 @@ class _Op(Generic[T]):
     size: int = 1
 
 
+def _merge(previous: Hint | None, hint: Hint) -> Hint:
+    """One hint per job per batch: the furthest count, finished if either is."""
+    if previous is None:
+        return hint
+    return Hint(
+        hint.job_id,
+        max(previous.line_count, hint.line_count),
+        previous.finished or hint.finished,
+        max(previous.event_id, hint.event_id),
+    )
+
+
 class Writer:
     """Owns all writes; start() before use, stop() to drain and end."""
 
@@ -97,8 +109,10 @@ class Writer:
         token = secrets.token_urlsafe(32)
 
         async def run(conn: AsyncConnection) -> tuple[Job, Hint | None]:
-            job = await store.create_job(conn, name, meta, hash_token(token), now_ms())
-            return job, Hint(job.id, 0)
+            now = now_ms()
+            job = await store.create_job(conn, name, meta, hash_token(token), now)
+            event_id = await store.add_job_event(conn, job.id, "created", now)
+            return job, Hint(job.id, 0, event_id=event_id)
 
         return await self._submit(run), token
 
@@ -184,10 +198,12 @@ class Writer:
                     status=state.status,
                     exit_code=state.exit_code,
                 )
-            await store.finish_job(conn, job_id, status, exit_code, now_ms())
+            now = now_ms()
+            await store.finish_job(conn, job_id, status, exit_code, now)
+            event_id = await store.add_job_event(conn, job_id, "finished", now)
             job = await store.get_job(conn, job_id)
             assert job is not None
-            return (job, True), Hint(job_id, state.line_count, finished=True)
+            return (job, True), Hint(job_id, state.line_count, finished=True, event_id=event_id)
 
         return await self._submit(run)
 
@@ -257,13 +273,7 @@ class Writer:
             else:
                 item.future.set_result(outcome)
             if hint is not None:
-                previous = hints.get(hint.job_id)
-                if previous is None or hint.finished or hint.line_count > previous.line_count:
-                    hints[hint.job_id] = Hint(
-                        hint.job_id,
-                        max(hint.line_count, previous.line_count if previous else 0),
-                        hint.finished or bool(previous and previous.finished),
-                    )
+                hints[hint.job_id] = _merge(hints.get(hint.job_id), hint)
         for hint in hints.values():
             await self._broker.publish(hint)
 
