@@ -6,12 +6,14 @@ import logging
 from collections.abc import AsyncGenerator
 
 from quart import Quart, Response
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from .api import bp, error_response
 from .config import Settings
-from .errors import ApiError, TooLarge
+from .errors import ApiError, TooLarge, Unavailable
 from .services import Services
+from .web import bp as web_bp
 
 log = logging.getLogger("logstream")
 
@@ -24,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.register_blueprint(bp)
+    app.register_blueprint(web_bp)
 
     @app.while_serving
     async def lifecycle() -> AsyncGenerator[None, None]:
@@ -55,6 +58,12 @@ def create_app(settings: Settings | None = None) -> Quart:
         api_error.status = status
         api_error.code = error.name.lower().replace(" ", "_")
         return error_response(api_error)
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(ConnectionError)
+    async def on_store_error(error: Exception) -> Response:
+        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        return error_response(Unavailable("the store is unavailable; retry shortly"))
 
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:

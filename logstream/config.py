@@ -58,6 +58,9 @@ class Settings:
     graceful_timeout: float = 3.0
     # With SQLite and several processes, how often a live tail re-checks the store (seconds).
     poll_interval: float = 1.0
+    # Database connections per process (plus as many again in overflow). Streams hold none
+    # while idle and one only for a page read, so thousands of streams share a few.
+    pool_size: int = 10
     auto_migrate: bool | None = None
     log_level: str = "info"
 

@@ -211,6 +211,7 @@ class Hub:
         self.closing_future: asyncio.Future[None] | None = None
         self.lifecycle: Lifecycle | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start the periodic re-check that makes a lost hint cost latency, not lines."""
@@ -272,19 +273,29 @@ class Hub:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            try:
-                async with self.engine.connect() as conn:
-                    states = await store.job_states(conn, list(self.feeds))
-                    head = await store.last_job_event_id(conn)
-            except Exception:
-                log.warning("re-check of live jobs failed", exc_info=True)
-                continue
-            if self.lifecycle is not None and head > self.lifecycle.head:
-                self.lifecycle.saw_event(head)
-            for job_id, state in states.items():
-                feed = self.feeds.get(job_id)
-                if feed is not None:
-                    feed.hint(state.line_count, state.status in store.STATUSES_FINAL)
+            await self.recheck()
+
+    async def recheck(self) -> None:
+        """Look at the store for what hints may have missed: live jobs and lifecycle events."""
+        try:
+            async with self.engine.connect() as conn:
+                states = await store.job_states(conn, list(self.feeds))
+                head = await store.last_job_event_id(conn)
+        except Exception:
+            log.warning("re-check of live jobs failed", exc_info=True)
+            return
+        if self.lifecycle is not None and head > self.lifecycle.head:
+            self.lifecycle.saw_event(head)
+        for job_id, state in states.items():
+            feed = self.feeds.get(job_id)
+            if feed is not None:
+                feed.hint(state.line_count, state.status in store.STATUSES_FINAL)
+
+    def recheck_soon(self) -> None:
+        """Schedule a re-check (e.g. after the broker reconnected)."""
+        task = asyncio.create_task(self.recheck())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def follow(
         self,

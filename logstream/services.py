@@ -30,8 +30,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         """Open the store, start the writer and the hub, connect the broker to the hub."""
-        engine = create_engine(settings.database_url)
-        broker: Broker = MemoryBroker()
+        engine = create_engine(settings.database_url, pool_size=settings.pool_size)
         hub = Hub(
             engine,
             page_lines=settings.page_lines,
@@ -39,6 +38,13 @@ class Services:
             heartbeat=settings.heartbeat,
             poll_interval=settings.poll_interval,
         )
+        broker: Broker
+        if settings.is_sqlite:
+            broker = MemoryBroker()
+        else:
+            from .pgbroker import PostgresBroker
+
+            broker = PostgresBroker(settings.database_url, on_reconnect=hub.recheck_soon)
         broker.listen(hub.on_hint)
         writer = Writer(engine, broker)
         await broker.start()

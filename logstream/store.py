@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import job_events, jobs, lines
@@ -224,6 +225,19 @@ async def count_lines(conn: AsyncConnection, job_id: int) -> int:
     """How many lines are stored for a job (a consistency check for tests and tools)."""
     result = await conn.execute(select(func.count()).where(lines.c.job_id == job_id))
     return int(result.scalar_one())
+
+
+LIFECYCLE_LOCK = 0x6C6F6773  # "logs"
+
+
+async def lock_lifecycle(conn: AsyncConnection) -> None:
+    """PostgreSQL: serialise lifecycle events until commit, so their ids commit in order.
+
+    Sequence values are handed out at insert but become visible at commit; two processes
+    could commit 6 before 5, and a feed that had moved past 6 would never see 5. Taken
+    before any job row lock, so it cannot deadlock with transactions that only append.
+    """
+    await conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIFECYCLE_LOCK})
 
 
 async def add_job_event(conn: AsyncConnection, job_id: int, kind: str, now_ms: int) -> int:

@@ -66,6 +66,8 @@ class _Op(Generic[T]):
     run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]]
     future: asyncio.Future[T]
     size: int = 1
+    job_id: int = 0
+    lifecycle: bool = False
 
 
 def _merge(previous: Hint | None, hint: Hint) -> Hint:
@@ -114,7 +116,7 @@ class Writer:
             event_id = await store.add_job_event(conn, job.id, "created", now)
             return job, Hint(job.id, 0, event_id=event_id)
 
-        return await self._submit(run), token
+        return await self._submit(run, lifecycle=True), token
 
     async def append(
         self, job_id: int, texts: Sequence[str], first: int | None
@@ -167,7 +169,7 @@ class Writer:
             )
             return result, (Hint(job_id, line_count) if new else None)
 
-        return await self._submit(run, size=len(texts))
+        return await self._submit(run, size=len(texts), job_id=job_id)
 
     async def finish(
         self, job_id: int, status: str, exit_code: int | None, line_count: int | None
@@ -205,17 +207,21 @@ class Writer:
             assert job is not None
             return (job, True), Hint(job_id, state.line_count, finished=True, event_id=event_id)
 
-        return await self._submit(run)
+        return await self._submit(run, job_id=job_id, lifecycle=True)
 
     # --- the loop ---------------------------------------------------------------------------
 
     async def _submit(
-        self, run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]], size: int = 1
+        self,
+        run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]],
+        size: int = 1,
+        job_id: int = 0,
+        lifecycle: bool = False,
     ) -> T:
         if self._task is None or self._task.done():
             raise Unavailable("the server is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Op(run, future, size))
+        await self._queue.put(_Op(run, future, size, job_id, lifecycle))
         # Shield: a client that disconnects must not cancel a write already queued; the writer
         # finishes it either way, and the retry with `first` finds it stored.
         return await asyncio.shield(future)
@@ -282,9 +288,15 @@ class Writer:
     ) -> list[tuple[_Op[Any], tuple[Any, Hint | None]]]:
         done: list[tuple[_Op[Any], tuple[Any, Hint | None]]] = []
         options = IMMEDIATE if self._sqlite else {}
+        if not self._sqlite:
+            # Other processes lock job rows too: taking them in one global order (job id; the
+            # sort is stable, so one job's operations keep their order) avoids deadlocks.
+            batch = sorted(batch, key=lambda item: item.job_id)
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**options)
             async with conn.begin():
+                if not self._sqlite and any(item.lifecycle for item in batch):
+                    await store.lock_lifecycle(conn)
                 for item in batch:
                     if item.future.cancelled():
                         continue

@@ -43,6 +43,9 @@ async def append_all(
                     raise
                 await asyncio.sleep(0.1)
                 continue
+            if r.status_code == 503 and survive_restarts:
+                await asyncio.sleep(0.1)  # the store is restarting: retry the same batch
+                continue
             assert r.status_code == 200, r.text
             assert r.json()["line_count"] == sent + size
             sent += size
@@ -56,10 +59,18 @@ async def append_all(
 
 
 async def read_with_drops(
-    client: httpx.AsyncClient, job_id: int, *, seed: int, deadline: float = 60.0
+    client: httpx.AsyncClient | list[httpx.AsyncClient],
+    job_id: int,
+    *,
+    seed: int,
+    deadline: float = 60.0,
 ) -> tuple[list[tuple[int, str]], int, dict[str, Any]]:
-    """Read the whole log, dropping the connection at random points; returns (lines, drops, end)."""
+    """Read the whole log, dropping the connection at random points; returns (lines, drops, end).
+
+    Given several clients (one per server instance), each reconnect picks one at random.
+    """
     rng = random.Random(seed)
+    clients = client if isinstance(client, list) else [client]
     received: list[tuple[int, str]] = []
     last_id: str | None = None
     drops = 0
@@ -70,6 +81,7 @@ async def read_with_drops(
                 headers["Last-Event-ID"] = last_id
             budget = rng.randint(1, 400)
             parser = SSEParser()
+            client = rng.choice(clients)
             try:
                 async with client.stream(
                     "GET", f"/api/jobs/{job_id}/log", headers=headers
@@ -80,6 +92,10 @@ async def read_with_drops(
                         job = (await client.get(f"/api/jobs/{job_id}")).json()
                         end = {k: job[k] for k in ("status", "exit_code", "line_count")}
                         return received, drops, end
+                    if response.status_code == 503:
+                        await asyncio.sleep(0.1)  # the store is restarting: try again
+                        drops += 1
+                        continue
                     assert response.status_code == 200
                     async for chunk in response.aiter_raw():
                         for event in parser.feed(chunk):
