@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request
@@ -389,7 +390,7 @@ async def healthz() -> Response:
     """Liveness: the process answers and the store can be queried."""
     async with services().engine.connect() as conn:
         await store.get_job(conn, 0)
-    return _json({"ok": True, "streams": services().hub.streams})
+    return _json({"ok": True, "pid": os.getpid(), "streams": services().hub.streams})
 
 
 def error_response(error: ApiError) -> Response:

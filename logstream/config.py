@@ -61,6 +61,8 @@ class Settings:
     # Database connections per process (plus as many again in overflow). Streams hold none
     # while idle and one only for a page read, so thousands of streams share a few.
     pool_size: int = 10
+    # Server processes sharing the port (see server.run_workers).
+    workers: int = 1
     auto_migrate: bool | None = None
     log_level: str = "info"
 
@@ -95,6 +97,8 @@ class Settings:
             raise SettingsError("max_body_bytes must be at least 1024")
         if self.page_lines < 1 or self.feed_lines < 1:
             raise SettingsError("page_lines and feed_lines must be positive")
+        if not 1 <= self.workers <= 64:
+            raise SettingsError("workers must be between 1 and 64")
         if bool(self.certfile) != bool(self.keyfile):
             raise SettingsError("certfile and keyfile go together")
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
 import signal
 import time
 
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
 
 from .app import create_app
 from .config import Settings
@@ -47,7 +51,9 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, *, stop: asyncio.Event | None = None, sockets: Sockets | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set), then end streams and exit."""
     app = create_app(settings)
     stop = stop or asyncio.Event()
@@ -70,7 +76,13 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await asyncio.sleep(0.02)
         log.info("streams left: %d", services.hub.streams)
 
-    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+    config = hypercorn_config(settings)
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+    )
 
 
 def run(settings: Settings) -> None:
@@ -83,4 +95,52 @@ def run(settings: Settings) -> None:
         from .migrate import upgrade
 
         upgrade(settings.database_url)
-    asyncio.run(serve(settings))
+    if settings.workers <= 1:
+        asyncio.run(serve(settings))
+        return
+    run_workers(settings)
+
+
+def _worker(settings: Settings, sockets: Sockets) -> None:
+    asyncio.run(serve(settings, sockets=sockets))
+
+
+def run_workers(settings: Settings) -> None:
+    """Serve with several processes sharing the listening sockets (forked, so they inherit).
+
+    Each worker is a whole logstream (writer, hub, broker). On PostgreSQL they share hints by
+    LISTEN/NOTIFY; on SQLite each sees the others' writes by its periodic re-check, so a tail
+    lags a line written through another worker by at most LOGSTREAM_POLL_INTERVAL. A worker
+    that dies is replaced; SIGTERM/SIGINT is passed on to all of them.
+    """
+    sockets = hypercorn_config(settings).create_sockets()
+    context = multiprocessing.get_context("fork")
+    workers: list[multiprocessing.process.BaseProcess] = []
+    stopping = False
+
+    def spawn() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=(settings, sockets), daemon=False)
+        process.start()
+        return process
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in workers:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    workers.extend(spawn() for _ in range(settings.workers))
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("started %d workers: %s", len(workers), [p.pid for p in workers])
+    while workers:
+        for process in list(workers):
+            process.join(timeout=0.2)
+            if process.is_alive():
+                continue
+            workers.remove(process)
+            if not stopping:
+                log.warning("worker %s exited with %s; starting another", process.pid,
+                            process.exitcode)
+                workers.append(spawn())
