@@ -16,177 +16,19 @@ reader is already holding.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import sse, store
 from .broker import Hint
+from .feed import Feed, Format, JobEnd, encode_text
 from .lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
-Format = Literal["sse", "text"]
-
-
-@dataclasses.dataclass(frozen=True)
-class JobEnd:
-    """How a job ended: what the `end` event carries."""
-
-    status: str
-    exit_code: int | None
-    line_count: int
-
-    def to_json(self) -> dict[str, object]:
-        """The `end` event's data."""
-        return dataclasses.asdict(self)
-
-
-def encode_text(texts: list[str]) -> bytes:
-    """Lines in the raw text format: each ends with LF."""
-    return ("\n".join(texts) + "\n").encode("utf-8")
-
-
-class Feed:
-    """The recent lines of one live job, read once and shared by all its readers here."""
-
-    def __init__(self, hub: Hub, job_id: int) -> None:
-        self.hub = hub
-        self.job_id = job_id
-        self.readers = 0
-        # Ring: lines base .. base+len(texts)-1. `known` is the last line read into the ring;
-        # -1 until the first look at the store.
-        self.base = 1
-        self.texts: list[str] = []
-        self.events: list[bytes] = []
-        self.known = -1
-        self.target = 0
-        self.end: JobEnd | None = None
-        self.end_pending = False
-        self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._fetching: asyncio.Task[None] | None = None
-        self._chunk_key: tuple[int, int] = (0, 0)
-        self._chunk: bytes = b""
-
-    # --- for readers ------------------------------------------------------------------------
-
-    def waiter(self) -> asyncio.Future[None]:
-        """The doorbell: resolved the next time the feed gains lines or ends."""
-        return self._waiter
-
-    def chunk_after(self, cursor: int, limit: int, fmt: Format) -> tuple[bytes, int] | None:
-        """The encoded lines after `cursor` (at most `limit`) and the new cursor.
-
-        None when the ring cannot answer (the reader is behind it, or the feed has not looked
-        at the store yet): the reader pages from the store instead.
-        """
-        if self.known < 0 or cursor + 1 < self.base:
-            return None
-        if cursor >= self.known:
-            return b"", cursor
-        start = cursor + 1 - self.base
-        stop = min(self.known - self.base + 1, start + limit)
-        if fmt == "text":
-            return encode_text(self.texts[start:stop]), self.base + stop - 1
-        key = (start + self.base, stop + self.base)
-        if key != self._chunk_key:
-            # Readers that keep up share the same cursor: join their chunk once for all.
-            self._chunk_key = key
-            self._chunk = b"".join(self.events[start:stop])
-        return self._chunk, self.base + stop - 1
-
-    # --- fed by the hub ---------------------------------------------------------------------
-
-    def hint(self, line_count: int, finished: bool) -> None:
-        """The job has `line_count` lines (and may have ended): fetch what is new."""
-        if line_count > self.target:
-            self.target = line_count
-        if finished:
-            self.end_pending = True
-        if self._fetching is None and (
-            self.known < 0 or self.target > self.known or (self.end_pending and self.end is None)
-        ):
-            self._fetching = asyncio.create_task(self._fetch(), name=f"feed-{self.job_id}")
-
-    async def _fetch(self) -> None:
-        hub = self.hub
-        try:
-            while True:
-                if self.known < 0:
-                    async with hub.engine.connect() as conn:
-                        states = await store.job_states(conn, [self.job_id])
-                    state = states.get(self.job_id)
-                    if state is None:
-                        self.known = 0
-                        self.end = JobEnd("deleted", None, 0)
-                        self._ring()
-                        return
-                    self.known = state.line_count
-                    self.base = state.line_count + 1
-                    self.target = max(self.target, state.line_count)
-                    if state.status in store.STATUSES_FINAL:
-                        self.end_pending = True
-                    self._ring()
-                if self.target > self.known:
-                    async with hub.engine.connect() as conn:
-                        rows = await store.read_lines(
-                            conn, self.job_id, self.known, hub.page_lines
-                        )
-                    if rows:
-                        self._add(rows)
-                        self._ring()
-                        await asyncio.sleep(0)
-                        continue
-                    # A hint ran ahead of the store (should not happen); do not spin.
-                    self.target = self.known
-                if self.end_pending and self.end is None:
-                    async with hub.engine.connect() as conn:
-                        states = await store.job_states(conn, [self.job_id])
-                    state = states.get(self.job_id)
-                    if state is None:
-                        self.end = JobEnd("deleted", None, self.known)
-                    elif state.line_count > self.known:
-                        self.target = state.line_count
-                        continue
-                    elif state.status in store.STATUSES_FINAL:
-                        self.end = JobEnd(state.status, state.exit_code, state.line_count)
-                    else:
-                        self.end_pending = False
-                    self._ring()
-                if self.target <= self.known:
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The store hiccuped: readers keep their cursors; the next hint or re-check retries.
-            log.exception("feed %d could not read new lines", self.job_id)
-        finally:
-            self._fetching = None
-
-    def _add(self, rows: list[tuple[int, int, str]]) -> None:
-        for no, _ts, text in rows:
-            self.texts.append(text)
-            self.events.append(sse.line_event(no, text))
-        self.known = rows[-1][0]
-        excess = len(self.texts) - self.hub.feed_lines
-        if excess > 0:
-            del self.texts[:excess]
-            del self.events[:excess]
-            self.base += excess
-
-    def _ring(self) -> None:
-        waiter, self._waiter = self._waiter, asyncio.get_running_loop().create_future()
-        if not waiter.done():
-            waiter.set_result(None)
-
-    def close(self) -> None:
-        """Stop fetching; the hub drops this feed."""
-        if self._fetching is not None:
-            self._fetching.cancel()
-        self._ring()
 
 
 class Hub:
@@ -212,6 +54,7 @@ class Hub:
         self.lifecycle: Lifecycle | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the periodic re-check that makes a lost hint cost latency, not lines."""
@@ -221,17 +64,19 @@ class Hub:
             self.lifecycle.head = await store.last_job_event_id(conn)
         if self.poll_interval > 0:
             self._poller = asyncio.create_task(self._poll(), name="logstream-hub-poll")
+        self._ticker = asyncio.create_task(self._tick(), name="logstream-hub-tick")
 
     async def stop(self) -> None:
         """Tell every stream to end, stop polling, drop the feeds."""
         self.begin_shutdown()
-        if self._poller is not None:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except asyncio.CancelledError:
-                pass
-            self._poller = None
+        for task in (self._poller, self._ticker):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._poller = self._ticker = None
         for feed in list(self.feeds.values()):
             feed.close()
         self.feeds.clear()
@@ -240,6 +85,8 @@ class Hub:
         """Wake every stream so it sends its farewell and ends."""
         if self.closing_future is not None and not self.closing_future.done():
             self.closing_future.set_result(None)
+        for feed in list(self.feeds.values()):
+            feed.ring()
 
     @property
     def closing(self) -> bool:
@@ -269,6 +116,14 @@ class Hub:
         if feed.readers <= 0 and self.feeds.get(feed.job_id) is feed:
             del self.feeds[feed.job_id]
             feed.close()
+
+    async def _tick(self) -> None:
+        # Wake idle streams now and then so each can send its heartbeat: one timer for all,
+        # instead of a timeout per stream per wait.
+        while True:
+            await asyncio.sleep(self.heartbeat / 3)
+            for feed in list(self.feeds.values()):
+                feed.ring()
 
     async def _poll(self) -> None:
         while True:
@@ -317,6 +172,8 @@ class Hub:
         assert self.closing_future is not None, "hub not started"
         feed: Feed | None = None
         self.streams += 1
+        quiet = self.heartbeat * 2 / 3  # with ticks every heartbeat/3: silence <= heartbeat
+        last_write = time.monotonic()
         try:
             if fmt == "sse":
                 yield sse.retry(retry_ms)
@@ -337,6 +194,7 @@ class Hub:
                     chunk, cursor = await self._page(job_id, cursor, fmt)
                 if chunk:
                     yield chunk
+                    last_write = time.monotonic()
                     continue
                 if end is None and feed is not None and feed.end is not None:
                     end = feed.end
@@ -349,13 +207,12 @@ class Hub:
                 if not live and end is None:
                     return
                 assert waiter is not None
-                done, _ = await asyncio.wait(
-                    (waiter, self.closing_future),
-                    timeout=self.heartbeat,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done and fmt == "sse":
+                # The feed rings for new lines, its end, the heartbeat tick and shutdown. Shielded:
+                # cancelling this stream (its client left) must not cancel the shared waiter.
+                await asyncio.shield(waiter)
+                if fmt == "sse" and time.monotonic() - last_write >= quiet:
                     yield sse.comment("ping")
+                    last_write = time.monotonic()
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception:

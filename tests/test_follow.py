@@ -1,0 +1,99 @@
+"""The hub and feeds in-process (no HTTP): shared fan-out, disconnects, slow readers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from logstream.config import Settings
+from logstream.migrate import upgrade
+from logstream.services import Services
+from sse_parser import SSEParser
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings.from_env(
+        env={}, database_url=f"sqlite:///{tmp_path / 'f.db'}", feed_lines=64, page_lines=50,
+        heartbeat=0.3,
+    )
+    upgrade(settings.database_url)
+    svc = await Services.start(settings)
+    yield svc
+    await svc.stop()
+
+
+async def _read(svc: Services, job_id: int, *, stop_after: int | None = None,
+                delay: float = 0) -> list[int]:
+    parser, ids = SSEParser(), []
+    stream = svc.hub.follow(job_id, 0, "sse", live=True, end=None, retry_ms=100)
+    async for chunk in stream:
+        for event in parser.feed(chunk):
+            if event.type == "end":
+                return ids
+            ids.append(int(event.last_event_id))
+            if stop_after is not None and len(ids) >= stop_after:
+                return ids
+        if delay:
+            await asyncio.sleep(delay)
+    return ids
+
+
+async def test_cancelled_reader_does_not_disturb_the_others(services: Services) -> None:
+    """Regression: a reader cancelled while waiting must not cancel the feed's shared waiter."""
+    job, _token = await services.writer.create_job("j", {})
+    keep = asyncio.create_task(_read(services, job.id))
+    leave = asyncio.create_task(_read(services, job.id))
+    await asyncio.sleep(0.1)
+    assert services.hub.feeds[job.id].readers == 2
+    leave.cancel()  # the client went away while both were waiting on the same doorbell
+    await asyncio.sleep(0.05)
+    await services.writer.append(job.id, ["a", "b"], None)
+    await services.writer.finish(job.id, "succeeded", 0, None)
+    assert await asyncio.wait_for(keep, 5) == [1, 2]
+    assert job.id not in services.hub.feeds  # the last reader out closed the feed
+
+
+async def test_slow_reader_pages_from_store_and_misses_nothing(services: Services) -> None:
+    """The ring holds 64 lines; a reader far behind pages from the store, in order."""
+    job, _token = await services.writer.create_job("j", {})
+    slow = asyncio.create_task(_read(services, job.id, delay=0.01))
+    fast = asyncio.create_task(_read(services, job.id))
+    for start in range(0, 2000, 100):
+        await services.writer.append(job.id, [f"l{n}" for n in range(start, start + 100)], None)
+        await asyncio.sleep(0)
+    await services.writer.finish(job.id, "succeeded", 0, None)
+    assert await asyncio.wait_for(fast, 10) == list(range(1, 2001))
+    assert await asyncio.wait_for(slow, 30) == list(range(1, 2001))
+
+
+async def test_idle_stream_sends_heartbeats(services: Services) -> None:
+    job, _token = await services.writer.create_job("j", {})
+    parser = SSEParser()
+    stream = services.hub.follow(job.id, 0, "sse", live=True, end=None, retry_ms=100)
+    async with asyncio.timeout(5):
+        async for chunk in stream:
+            assert parser.feed(chunk) == []  # comments dispatch nothing
+            if len(parser.comments) >= 2:
+                break
+    await stream.aclose()
+    assert parser.comments[:2] == [" ping", " ping"]
+
+
+async def test_shutdown_ends_waiting_streams(services: Services) -> None:
+    job, _token = await services.writer.create_job("j", {})
+    chunks: list[bytes] = []
+
+    async def hold() -> None:
+        async for chunk in services.hub.follow(job.id, 0, "sse", live=True, end=None,
+                                                retry_ms=100):
+            chunks.append(chunk)
+
+    task = asyncio.create_task(hold())
+    await asyncio.sleep(0.1)
+    services.hub.begin_shutdown()
+    await asyncio.wait_for(task, 2)
+    assert b"server shutting down" in chunks[-1] and b"retry: 100" in chunks[-1]
