@@ -227,16 +227,19 @@ async def append_lines(job_id: int) -> Response:
         texts = payload.get("lines")
         if not isinstance(texts, list):
             raise BadRequest("lines must be a list of strings", field="lines")
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise BadRequest(f"lines[{index}] is not a string", field="lines", index=index)
-            if "\n" in text:
-                raise BadRequest(
-                    f"lines[{index}] contains a line feed: send one line per element",
-                    field="lines",
-                    index=index,
-                )
-        texts = [logtext.clean(text) for text in texts]
+        if not all(type(text) is str for text in texts):
+            index = next(i for i, text in enumerate(texts) if not isinstance(text, str))
+            raise BadRequest(f"lines[{index}] is not a string", field="lines", index=index)
+        blob = "".join(texts)  # one scan of the whole batch instead of one per line
+        if "\n" in blob:
+            index = next(i for i, text in enumerate(texts) if "\n" in text)
+            raise BadRequest(
+                f"lines[{index}] contains a line feed: send one line per element",
+                field="lines",
+                index=index,
+            )
+        if logtext.clean(blob) is not blob:
+            texts = [logtext.clean(text) for text in texts]
         first = payload.get("first")
         if first is not None and (
             not isinstance(first, int) or isinstance(first, bool) or first < 1
@@ -251,10 +254,11 @@ async def append_lines(job_id: int) -> Response:
         )
     cut_count = 0
     limit = settings.max_line_chars
-    for index, text in enumerate(texts):
-        if len(text) > limit:
-            texts[index], _ = logtext.cut(text, limit)
-            cut_count += 1
+    if texts and max(map(len, texts)) > limit:
+        for index, text in enumerate(texts):
+            if len(text) > limit:
+                texts[index], _ = logtext.cut(text, limit)
+                cut_count += 1
     result = await services().writer.append(job_id, texts, first)
     body: dict[str, Any] = result.to_json()
     body["cut"] = cut_count

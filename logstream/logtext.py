@@ -12,7 +12,12 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def clean(text: str) -> str:
-    """Replace what no backend can store (NUL, lone surrogates) with U+FFFD."""
+    """Replace what no backend can store (NUL, lone surrogates) with U+FFFD.
+
+    Returns `text` itself when there is nothing to replace (callers test identity).
+    """
+    if text.isascii():  # O(1) in CPython: no surrogate possible
+        return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
     if "\x00" in text or _has_surrogate(text):
         return _UNSTORABLE.sub(REPLACEMENT, text)
     return text
