@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import create_engine as create_plain_engine
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Transactions that write must take SQLite's write lock up front (BEGIN IMMEDIATE): a deferred
@@ -25,12 +27,21 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_sync_engine(url: str) -> Engine:
+    """A synchronous SQLite engine on the same file (the writer's thread uses it)."""
+    sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    engine = create_plain_engine(sync_url, pool_size=1, max_overflow=0,
+                                 connect_args={"timeout": 30, "check_same_thread": False})
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
@@ -41,7 +52,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get("sqlite_immediate"):
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,7 +1,9 @@
 """Every SQL statement logstream runs. Functions take a connection first and return plain values.
 
-The caller owns the transaction: writes run inside the writer's batch, reads in short
-connections opened per page.
+The caller owns the transaction. Reads are async and run in short connections opened per page.
+Writes (and the reads a write checks under its lock) are plain synchronous functions on a sync
+`Connection`: the writer runs a whole batch of them in one call, in its own thread on SQLite
+(one thread hop per batch instead of one per statement) and through `run_sync` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy import text as sql_text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import job_events, jobs, lines
@@ -99,11 +102,11 @@ def _job(row: Any) -> Job:
     )
 
 
-async def create_job(
-    conn: AsyncConnection, name: str, meta: dict[str, Any], token_hash: str, now_ms: int
+def create_job(
+    conn: Connection, name: str, meta: dict[str, Any], token_hash: str, now_ms: int
 ) -> Job:
     """Insert a running job with no lines."""
-    result = await conn.execute(
+    result = conn.execute(
         jobs.insert()
         .values(
             name=name,
@@ -120,8 +123,13 @@ async def create_job(
 
 async def get_job(conn: AsyncConnection, job_id: int) -> Job | None:
     """One job by id, or None."""
-    result = await conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id))
-    row = result.first()
+    row = (await conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id))).first()
+    return None if row is None else _job(row)
+
+
+def get_job_tx(conn: Connection, job_id: int) -> Job | None:
+    """One job by id, inside the writer's transaction."""
+    row = conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).first()
     return None if row is None else _job(row)
 
 
@@ -140,17 +148,70 @@ async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
     return result.scalar_one_or_none()
 
 
-async def lock_job(conn: AsyncConnection, job_id: int) -> JobState | None:
+class Prepared:
+    """A Core statement compiled once per dialect and run with `exec_driver_sql`.
+
+    The append path runs a few statements per request; building and compiling them each time
+    costs more than SQLite takes to execute them. The SQL stays defined (and portable) here as
+    Core; only the per-call compile is skipped. Parameters are named by `bindparam`.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def _for(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
+        found = self._compiled.get(conn.dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=conn.dialect)
+            names = tuple(compiled.positiontup or ())
+            found = self._compiled[conn.dialect.name] = (str(compiled), names)
+        return found
+
+    def run(self, conn: Connection, **params: Any) -> Any:
+        """Execute once with these parameters; returns the cursor result."""
+        sql, names = self._for(conn)
+        return conn.exec_driver_sql(sql, tuple(params[name] for name in names))
+
+    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Execute once per parameter set (executemany)."""
+        sql, names = self._for(conn)
+        conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+
+
+_LOCK_JOB = Prepared(
+    select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code)
+    .where(jobs.c.id == bindparam("job_id"))
+    .with_for_update()
+)
+_READ_TEXTS = Prepared(
+    select(lines.c.text)
+    .where(
+        lines.c.job_id == bindparam("job_id"),
+        lines.c.no >= bindparam("first"),
+        lines.c.no <= bindparam("last"),
+    )
+    .order_by(lines.c.no)
+)
+_INSERT_LINE = Prepared(
+    lines.insert().values(
+        job_id=bindparam("job_id"),
+        no=bindparam("no"),
+        ts_ms=bindparam("ts_ms"),
+        text=bindparam("text"),
+    )
+)
+_SET_COUNT = Prepared(
+    update(jobs).where(jobs.c.id == bindparam("job_id")).values(line_count=bindparam("count"))
+)
+
+
+def lock_job(conn: Connection, job_id: int) -> JobState | None:
     """Read the job's count and status, locking its row until the transaction ends.
 
     PostgreSQL takes a row lock (FOR UPDATE); SQLite already holds the database write lock.
     """
-    query = (
-        select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code)
-        .where(jobs.c.id == job_id)
-        .with_for_update()
-    )
-    row = (await conn.execute(query)).first()
+    row = _LOCK_JOB.run(conn, job_id=job_id).first()
     if row is None:
         return None
     return JobState(line_count=row.line_count, status=row.status, exit_code=row.exit_code)
@@ -169,14 +230,9 @@ async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int,
     }
 
 
-async def read_texts(conn: AsyncConnection, job_id: int, first: int, last: int) -> list[str]:
+def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str]:
     """The texts of lines first..last of a job, in order."""
-    query = (
-        select(lines.c.text)
-        .where(lines.c.job_id == job_id, lines.c.no >= first, lines.c.no <= last)
-        .order_by(lines.c.no)
-    )
-    return list((await conn.execute(query)).scalars())
+    return [row[0] for row in _READ_TEXTS.run(conn, job_id=job_id, first=first, last=last)]
 
 
 async def read_lines(
@@ -192,29 +248,27 @@ async def read_lines(
     return [tuple(row) for row in await conn.execute(query)]  # type: ignore[misc]
 
 
-async def insert_lines(
-    conn: AsyncConnection, job_id: int, first: int, texts: Sequence[str], ts_ms: int
+def insert_lines(
+    conn: Connection, job_id: int, first: int, texts: Sequence[str], ts_ms: int
 ) -> None:
     """Store texts as lines first, first+1, ... and move the job's count past them."""
     if not texts:
         return
-    await conn.execute(
-        lines.insert(),
+    _INSERT_LINE.run_many(
+        conn,
         [
             {"job_id": job_id, "no": first + i, "ts_ms": ts_ms, "text": text}
             for i, text in enumerate(texts)
         ],
     )
-    await conn.execute(
-        update(jobs).where(jobs.c.id == job_id).values(line_count=first + len(texts) - 1)
-    )
+    _SET_COUNT.run(conn, job_id=job_id, count=first + len(texts) - 1)
 
 
-async def finish_job(
-    conn: AsyncConnection, job_id: int, status: str, exit_code: int | None, now_ms: int
+def finish_job(
+    conn: Connection, job_id: int, status: str, exit_code: int | None, now_ms: int
 ) -> None:
     """Give a job its final status."""
-    await conn.execute(
+    conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id)
         .values(status=status, exit_code=exit_code, finished_ms=now_ms)
@@ -230,19 +284,19 @@ async def count_lines(conn: AsyncConnection, job_id: int) -> int:
 LIFECYCLE_LOCK = 0x6C6F6773  # "logs"
 
 
-async def lock_lifecycle(conn: AsyncConnection) -> None:
+def lock_lifecycle(conn: Connection) -> None:
     """PostgreSQL: serialise lifecycle events until commit, so their ids commit in order.
 
     Sequence values are handed out at insert but become visible at commit; two processes
     could commit 6 before 5, and a feed that had moved past 6 would never see 5. Taken
     before any job row lock, so it cannot deadlock with transactions that only append.
     """
-    await conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIFECYCLE_LOCK})
+    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIFECYCLE_LOCK})
 
 
-async def add_job_event(conn: AsyncConnection, job_id: int, kind: str, now_ms: int) -> int:
+def add_job_event(conn: Connection, job_id: int, kind: str, now_ms: int) -> int:
     """Record a lifecycle event (created, finished); returns its id, the feed's event id."""
-    result = await conn.execute(
+    result = conn.execute(
         job_events.insert().values(job_id=job_id, kind=kind, created_ms=now_ms)
         .returning(job_events.c.id)
     )

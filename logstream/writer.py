@@ -15,15 +15,17 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import concurrent.futures
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import store
 from .broker import Broker, Hint
-from .db import IMMEDIATE
+from .db import IMMEDIATE, create_sync_engine
 from .errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from .store import Job
 
@@ -63,7 +65,7 @@ class AppendResult:
 
 @dataclasses.dataclass
 class _Op(Generic[T]):
-    run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]]
+    run: Callable[[Connection], tuple[T, Hint | None]]
     future: asyncio.Future[T]
     size: int = 1
     job_id: int = 0
@@ -82,6 +84,9 @@ def _merge(previous: Hint | None, hint: Hint) -> Hint:
     )
 
 
+_Done = tuple[_Op[Any], tuple[Any, Hint | None]]
+
+
 class Writer:
     """Owns all writes; start() before use, stop() to drain and end."""
 
@@ -91,6 +96,13 @@ class Writer:
         self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite: the batch runs in one dedicated thread on a sync connection, one thread hop
+        # per batch (aiosqlite would hop for every statement).
+        self._sync_engine: Engine | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        if self._sqlite:
+            self._sync_engine = create_sync_engine(engine.url.render_as_string(hide_password=False))
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, "logstream-writer")
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -103,6 +115,10 @@ class Writer:
         await self._queue.put(None)
         await self._task
         self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     # --- operations -----------------------------------------------------------------------
 
@@ -110,10 +126,10 @@ class Writer:
         """Create a running job; returns it with its write token (only the hash is stored)."""
         token = secrets.token_urlsafe(32)
 
-        async def run(conn: AsyncConnection) -> tuple[Job, Hint | None]:
+        def run(conn: Connection) -> tuple[Job, Hint | None]:
             now = now_ms()
-            job = await store.create_job(conn, name, meta, hash_token(token), now)
-            event_id = await store.add_job_event(conn, job.id, "created", now)
+            job = store.create_job(conn, name, meta, hash_token(token), now)
+            event_id = store.add_job_event(conn, job.id, "created", now)
             return job, Hint(job.id, 0, event_id=event_id)
 
         return await self._submit(run, lifecycle=True), token
@@ -123,8 +139,8 @@ class Writer:
     ) -> AppendResult:
         """Append lines, or skip those already stored when `first` overlaps (a retry)."""
 
-        async def run(conn: AsyncConnection) -> tuple[AppendResult, Hint | None]:
-            state = await store.lock_job(conn, job_id)
+        def run(conn: Connection) -> tuple[AppendResult, Hint | None]:
+            state = store.lock_job(conn, job_id)
             if state is None:
                 raise NotFound(f"job {job_id} does not exist", job_id=job_id)
             count = state.line_count
@@ -140,7 +156,7 @@ class Writer:
                 )
             overlap = min(count - start + 1, len(texts))
             if overlap > 0:
-                stored = await store.read_texts(conn, job_id, start, start + overlap - 1)
+                stored = store.read_texts(conn, job_id, start, start + overlap - 1)
                 for i, (have, got) in enumerate(zip(stored, texts)):
                     if have != got:
                         raise Conflict(
@@ -158,7 +174,7 @@ class Writer:
                     status=state.status,
                     line_count=count,
                 )
-            await store.insert_lines(conn, job_id, count + 1, new, now_ms())
+            store.insert_lines(conn, job_id, count + 1, new, now_ms())
             line_count = count + len(new)
             result = AppendResult(
                 first=start,
@@ -176,8 +192,8 @@ class Writer:
     ) -> tuple[Job, bool]:
         """Give a job its final status; repeating the same finish is fine (changed=False)."""
 
-        async def run(conn: AsyncConnection) -> tuple[tuple[Job, bool], Hint | None]:
-            state = await store.lock_job(conn, job_id)
+        def run(conn: Connection) -> tuple[tuple[Job, bool], Hint | None]:
+            state = store.lock_job(conn, job_id)
             if state is None:
                 raise NotFound(f"job {job_id} does not exist", job_id=job_id)
             if line_count is not None and line_count != state.line_count:
@@ -190,7 +206,7 @@ class Writer:
                 )
             if state.status != "running":
                 if state.status == status and state.exit_code == exit_code:
-                    job = await store.get_job(conn, job_id)
+                    job = store.get_job_tx(conn, job_id)
                     assert job is not None
                     return (job, False), None
                 raise Conflict(
@@ -201,9 +217,9 @@ class Writer:
                     exit_code=state.exit_code,
                 )
             now = now_ms()
-            await store.finish_job(conn, job_id, status, exit_code, now)
-            event_id = await store.add_job_event(conn, job_id, "finished", now)
-            job = await store.get_job(conn, job_id)
+            store.finish_job(conn, job_id, status, exit_code, now)
+            event_id = store.add_job_event(conn, job_id, "finished", now)
+            job = store.get_job_tx(conn, job_id)
             assert job is not None
             return (job, True), Hint(job_id, state.line_count, finished=True, event_id=event_id)
 
@@ -213,7 +229,7 @@ class Writer:
 
     async def _submit(
         self,
-        run: Callable[[AsyncConnection], Awaitable[tuple[T, Hint | None]]],
+        run: Callable[[Connection], tuple[T, Hint | None]],
         size: int = 1,
         job_id: int = 0,
         lifecycle: bool = False,
@@ -283,27 +299,33 @@ class Writer:
         for hint in hints.values():
             await self._broker.publish(hint)
 
-    async def _transaction(
-        self, batch: list[_Op[Any]]
-    ) -> list[tuple[_Op[Any], tuple[Any, Hint | None]]]:
-        done: list[tuple[_Op[Any], tuple[Any, Hint | None]]] = []
-        options = IMMEDIATE if self._sqlite else {}
+    async def _transaction(self, batch: list[_Op[Any]]) -> list[_Done]:
+        if self._sync_engine is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._sqlite_batch, batch)
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(self._run_batch, batch)
+
+    def _sqlite_batch(self, batch: list[_Op[Any]]) -> list[_Done]:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as conn:
+            return self._run_batch(conn.execution_options(**IMMEDIATE), batch)
+
+    def _run_batch(self, conn: Connection, batch: list[_Op[Any]]) -> list[_Done]:
+        """One transaction for the whole batch (runs in the writer thread or under run_sync)."""
+        done: list[_Done] = []
         if not self._sqlite:
             # Other processes lock job rows too: taking them in one global order (job id; the
             # sort is stable, so one job's operations keep their order) avoids deadlocks.
             batch = sorted(batch, key=lambda item: item.job_id)
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(**options)
-            async with conn.begin():
-                if not self._sqlite and any(item.lifecycle for item in batch):
-                    await store.lock_lifecycle(conn)
-                for item in batch:
-                    if item.future.cancelled():
-                        continue
-                    try:
-                        result = await item.run(conn)
-                    except ApiError as error:
-                        done.append((item, (error, None)))
-                    else:
-                        done.append((item, result))
+        with conn.begin():
+            if not self._sqlite and any(item.lifecycle for item in batch):
+                store.lock_lifecycle(conn)
+            for item in batch:
+                try:
+                    result = item.run(conn)
+                except ApiError as error:
+                    done.append((item, (error, None)))
+                else:
+                    done.append((item, result))
         return done
