@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -171,6 +172,7 @@ class Hub:
         """
         assert self.closing_future is not None, "hub not started"
         feed: Feed | None = None
+        prefetch = _Prefetch(self)
         self.streams += 1
         quiet = self.heartbeat * 2 / 3  # with ticks every heartbeat/3: silence <= heartbeat
         last_write = time.monotonic()
@@ -191,7 +193,7 @@ class Hub:
                     if got is not None:
                         chunk, cursor = got
                 if chunk is None:
-                    chunk, cursor = await self._page(job_id, cursor, fmt)
+                    chunk, cursor = await self._page(job_id, cursor, fmt, prefetch)
                 if chunk:
                     yield chunk
                     last_write = time.monotonic()
@@ -220,15 +222,55 @@ class Hub:
             if fmt == "sse":
                 yield sse.comment("stream error; reconnect to resume") + sse.retry(retry_ms)
         finally:
+            prefetch.cancel()
             self.streams -= 1
             if feed is not None:
                 self.release(feed)
 
-    async def _page(self, job_id: int, cursor: int, fmt: Format) -> tuple[bytes, int]:
-        async with self.engine.connect() as conn:
-            rows = await store.read_lines(conn, job_id, cursor, self.page_lines)
+    async def _page(
+        self, job_id: int, cursor: int, fmt: Format, prefetch: _Prefetch
+    ) -> tuple[bytes, int]:
+        """The next page from the store, encoded; while it is sent, the one after is read."""
+        rows = await prefetch.take(job_id, cursor)
         if not rows:
             return b"", cursor
+        last = rows[-1][0]
+        if len(rows) == self.page_lines:
+            prefetch.start(job_id, last)  # a full page: more is likely; overlap I/O with sending
         if fmt == "text":
-            return encode_text([text for _no, _ts, text in rows]), rows[-1][0]
-        return b"".join(sse.line_event(no, text) for no, _ts, text in rows), rows[-1][0]
+            return encode_text([text for _no, _ts, text in rows]), last
+        return sse.line_events(rows), last
+
+    async def _read(self, job_id: int, after: int) -> Sequence[Sequence[Any]]:
+        async with self.engine.connect() as conn:
+            return await store.read_lines(conn, job_id, after, self.page_lines)
+
+
+class _Prefetch:
+    """At most one page read ahead for one stream (replay of a long log)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.task: asyncio.Task[Sequence[Sequence[Any]]] | None = None
+        self.after = -1
+
+    def start(self, job_id: int, after: int) -> None:
+        """Begin reading the page after `after`."""
+        self.cancel()
+        self.after = after
+        self.task = asyncio.create_task(self.hub._read(job_id, after))
+
+    async def take(self, job_id: int, after: int) -> Sequence[Sequence[Any]]:
+        """The page after `after`: the prefetched one if it matches, else read now."""
+        task, self.task = self.task, None
+        if task is not None and self.after == after:
+            return await task
+        if task is not None:
+            task.cancel()
+        return await self.hub._read(job_id, after)
+
+    def cancel(self) -> None:
+        """Drop a read ahead (the stream ends or moved elsewhere)."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None

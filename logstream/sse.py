@@ -8,6 +8,7 @@ client joins data fields with LF, so it sees LF exactly where the line had CR.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -18,6 +19,18 @@ def line_event(no: int, text: str) -> bytes:
     else:
         data = "data: " + text + "\n"
     return ("id: %d\n%s\n" % (no, data)).encode("utf-8")
+
+
+def line_events(rows: Iterable[Sequence[Any]]) -> bytes:
+    """Many (no, ts, text) rows as consecutive line events, encoded once (the replay path)."""
+    parts = []
+    for no, _ts, text in rows:
+        if "\r" in text:
+            data = "".join("data: " + segment + "\n" for segment in text.split("\r"))
+            parts.append("id: %d\n%s\n" % (no, data))
+        else:
+            parts.append("id: %d\ndata: %s\n\n" % (no, text))
+    return "".join(parts).encode("utf-8")
 
 
 def named_event(name: str, payload: Any, event_id: int | None = None) -> bytes:
