@@ -39,14 +39,17 @@ def decode(body: bytes) -> str:
 def split_chunk(text: str) -> list[str]:
     """Split a chunk of output into lines: LF or CR LF ends a line; a lone CR stays in its line.
 
-    A final line without a line end still counts as a line; an empty chunk has no lines.
+    A final line without a line end still counts as a line, and keeps a trailing CR (with no
+    LF after it, it is a lone CR, e.g. a progress bar's last redraw); an empty chunk has no lines.
     """
     if not text:
         return []
     parts = text.split("\n")
-    if parts[-1] == "":
-        parts.pop()
-    return [p[:-1] if p.endswith("\r") else p for p in parts]
+    tail = parts.pop()  # what follows the last LF: "" or an unterminated line
+    lines = [p[:-1] if p.endswith("\r") else p for p in parts]
+    if tail:
+        lines.append(tail)
+    return lines
 
 
 def cut_marker(dropped: int) -> str:
