@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
 from .config import Settings, SettingsError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +30,7 @@ def main() -> None:
 @click.option("--keyfile", default=None, help="TLS private key.")
 @click.option("--heartbeat", type=float, default=None, help="Seconds between idle heartbeats.")
 @click.option("--log-level", default=None, help="debug, info, warning, error.")
+@click.option("--workers", type=int, default=None, help="Server processes (LOGSTREAM_WORKERS, 1).")
 def serve(
     host: str | None,
     port: int | None,
@@ -31,6 +39,7 @@ def serve(
     keyfile: str | None,
     heartbeat: float | None,
     log_level: str | None,
+    workers: int | None,
 ) -> None:
     """Run the server (Hypercorn: HTTP/1.1, h2c, and HTTP/2 over TLS with a cert)."""
     try:
@@ -42,6 +51,7 @@ def serve(
             keyfile=keyfile,
             heartbeat=heartbeat,
             log_level=log_level,
+            workers=workers,
         )
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
@@ -67,6 +77,192 @@ def db_upgrade(database_url: str | None) -> None:
 
     upgrade(settings.database_url)
     click.echo(f"database at {settings.database_url} is up to date", err=True)
+
+
+# --- runner and reader commands: these import httpx, never the server stack ------------------
+
+STATUSES = ("succeeded", "failed", "canceled")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"logstream: {message}", err=True)
+
+
+@contextlib.contextmanager
+def _client_errors(code: int = 1) -> Iterator[None]:
+    """Turn a failed request into one line on stderr and exit `code`; Ctrl-C exits 130."""
+    from .client import ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        _warn(str(error))
+        raise click.exceptions.Exit(code) from None
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130) from None
+    except BrokenPipeError:
+        # Our reader went away (`logstream tail 3 | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(141) from None
+
+
+_server = click.option(
+    "--server",
+    envvar="LOGSTREAM_SERVER",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The logstream server (LOGSTREAM_SERVER).",
+)
+_runner_token = click.option(
+    "--runner-token",
+    envvar="LOGSTREAM_RUNNER_TOKEN",
+    default=None,
+    help="Token that may create jobs (LOGSTREAM_RUNNER_TOKEN; prefer the variable: flags show"
+    " in `ps`).",
+)
+
+
+def _give_up(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--give-up",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"How long to keep retrying an unreachable server {what}.",
+    )
+
+
+@main.command(
+    short_help="Run a command as a job, streaming its output.",
+    context_settings={"allow_interspersed_args": False},
+)
+@_server
+@click.option("--name", default=None, help="Job name (default: the command line).")
+@_runner_token
+@click.option(
+    "--tty/--no-tty",
+    default=False,
+    help="Run the command on a pseudo-terminal so it keeps its colors (stdout and stderr merge).",
+)
+@_give_up("after the command exits")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    server: str,
+    name: str | None,
+    runner_token: str | None,
+    tty: bool,
+    give_up: float,
+    command: tuple[str, ...],
+) -> None:
+    """Run a command as a job, streaming its output: `logstream run -- make test`.
+
+    Exits with the command's exit status, so it can wrap any CI step. The job's URL goes to stderr; the output goes to the terminal unchanged and to the job as
+    numbered lines, batched every 0.1 s. A line in progress (a prompt, a progress bar) is sent
+    after 0.5 s and stays a line of its own. While the server is away the output is kept (on
+    disk past 16 MiB) and resent without duplicates. Ctrl-C is passed to the command and the
+    job ends canceled. Exit status: the command's (128+N if killed by signal N), 126/127 if it
+    cannot be run, 125 if no job could be created.
+    """
+    from .run_cmd import EXIT_ERROR, run_command
+
+    with _client_errors(EXIT_ERROR):
+        code = run_command(
+            server, list(command), name=name, runner_token=runner_token, tty=tty,
+            give_up=give_up, warn=_warn,
+        )
+    raise click.exceptions.Exit(code)
+
+
+@main.command(short_help="Append stdin to a job.")
+@click.argument("job", type=click.IntRange(min=1), required=False)
+@_server
+@click.option("--name", default=None, help="Create a new job with this name instead of JOB.")
+@click.option(
+    "--token", envvar="LOGSTREAM_TOKEN", default=None, help="JOB's write token (LOGSTREAM_TOKEN)."
+)
+@_runner_token
+@click.option("--finish", type=click.Choice(STATUSES), default=None,
+              help="Finish the job with this status at the end of the input.")
+@click.option("--exit-code", type=int, default=None, help="The exit code --finish records.")
+@_give_up("at the end of the input")
+def push(
+    job: int | None,
+    server: str,
+    name: str | None,
+    token: str | None,
+    runner_token: str | None,
+    finish: str | None,
+    exit_code: int | None,
+    give_up: float,
+) -> None:
+    """Append stdin to a job: `make 2>&1 | logstream push 42` (or --name NAME for a new one).
+
+    Lines are delivered like `run`'s: batched, retried while the server is away, never twice.
+    Exits 0 once everything is stored (and the job finished, with --finish), 1 otherwise.
+    """
+    if (job is None) == (name is None):
+        raise click.UsageError("give either JOB or --name NAME (to create a job)")
+    from .run_cmd import push_input
+
+    with _client_errors():
+        code = push_input(
+            server, job, name=name, token=token, runner_token=runner_token, finish=finish,
+            exit_code=exit_code, give_up=give_up, warn=_warn,
+        )
+    raise click.exceptions.Exit(code)
+
+
+@main.command()
+@click.argument("job", type=click.IntRange(min=1))
+@_server
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
+@click.option("--tail", "last", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Start with the last N lines.")
+@click.option("--from", "first", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Start at line N.")
+@_give_up("while following")
+def tail(
+    job: int, server: str, follow: bool, last: int | None, first: int | None, give_up: float
+) -> None:
+    """Print a job's log; -f follows it live until the job ends.
+
+    Following resumes after the last line printed across dropped connections and server
+    restarts (no line twice, none skipped), then exits 0 if the job succeeded and 1 if not.
+    """
+    if last is not None and first is not None:
+        raise click.UsageError("--tail and --from do not go together")
+    from .client import Client
+    from .run_tail import Follower, print_log, start_after
+
+    out = sys.stdout.buffer
+    with _client_errors(), Client(server) as client:
+        if not follow:
+            print_log(client, job, out, after=None if first is None else first - 1, tail=last)
+            return
+        after = start_after(client, job, first=first, tail=last)
+        end = Follower(client, job, out, after, _warn).run(give_up)
+    if end.get("status") != "succeeded":
+        _warn(f"job {job} {end.get('status')} (exit code {end.get('exit_code')})")
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@_server
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+def jobs(server: str, limit: int, as_json: bool) -> None:
+    """List recent jobs (id, name, status, lines, duration)."""
+    from .client import Client
+    from .run_tail import format_jobs
+
+    with _client_errors(), Client(server) as client:
+        found = client.list_jobs(limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        for row in format_jobs(found):
+            click.echo(row)
 
 
 if __name__ == "__main__":  # pragma: no cover
