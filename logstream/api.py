@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app, g, request
 
 from . import logtext, search, sse, store
 from .errors import (
@@ -15,6 +16,7 @@ from .errors import (
     BadRequest,
     Forbidden,
     NotFound,
+    TooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -32,20 +34,54 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 TEXT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# An oversized body is refused only after reading (and dropping) some more of it: closing a
+# connection with unread request data makes the kernel send RST, which can destroy the 413
+# before the client reads it ("lingering close", as nginx does). Bounded in bytes and time.
+DRAIN_FACTOR = 4
+DRAIN_SECONDS = 2.0
+
+
 @bp.after_request
 async def _drain_request_body(response: Response) -> Response:
-    """Wait for the rest of the request body before an early (error) answer goes out.
+    """Receive the rest of the request body before an early (error) answer goes out.
 
     Hypercorn closes an HTTP/1.1 connection whose response ends before the request body
     has arrived, without sending `Connection: close`, so a keep-alive client's next request
-    on it fails ("server disconnected"). Receiving the body keeps the connection reusable.
+    on it fails ("server disconnected"), and the unread data can turn the close into a reset
+    that loses the answer. Receiving the body (within bounds) avoids both.
     """
     if response.status_code >= 400 and request.method in ("POST", "PUT", "PATCH"):
-        try:
-            await request.get_data()
-        except Exception:  # too large or cut off: the connection closes, as it would anyway
-            pass
+        limit = services().settings.max_body_bytes * DRAIN_FACTOR
+        declared = request.content_length
+        if declared is None or declared <= limit:
+            received = 0
+            try:
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for chunk in request.body:
+                        received += len(chunk)
+                        if received > limit:
+                            break
+            except (TimeoutError, Exception):  # cut off or too slow: it closes, as it would
+                pass
     return response
+
+
+async def _read_body() -> bytes:
+    """The request body, at most LOGSTREAM_MAX_BODY_BYTES (else 413 after a bounded drain)."""
+    cached: bytes | None = g.get("body")
+    if cached is not None:
+        return cached
+    limit = services().settings.max_body_bytes
+    too_large = TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = bytearray()
+    async for chunk in request.body:
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    g.body = bytes(data)
+    return g.body
 
 
 def services() -> Services:
@@ -59,7 +95,7 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 async def _json_body() -> dict[str, Any]:
-    raw = await request.get_data()
+    raw = await _read_body()
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
@@ -246,7 +282,7 @@ async def append_lines(job_id: int) -> Response:
         ):
             raise BadRequest("first must be a whole number >= 1", field="first")
     elif mimetype.startswith("text/") or mimetype == "application/octet-stream":
-        texts = logtext.split_chunk(logtext.clean(logtext.decode(await request.get_data())))
+        texts = logtext.split_chunk(logtext.clean(logtext.decode(await _read_body())))
         first = _int_arg("first", None, minimum=1)
     else:
         raise UnsupportedMediaType(

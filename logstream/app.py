@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     """Build the app; its services start when it starts serving and stop when it stops."""
     settings = settings or Settings.from_env()
     app = Quart("logstream")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # The API enforces LOGSTREAM_MAX_BODY_BYTES itself (api._read_body), draining politely.
+    app.config["MAX_CONTENT_LENGTH"] = None
     app.config["JSON_SORT_KEYS"] = False
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.register_blueprint(bp)

@@ -196,16 +196,9 @@ class Writer:
             state = store.lock_job(conn, job_id)
             if state is None:
                 raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-            if line_count is not None and line_count != state.line_count:
-                raise Conflict(
-                    f"the job has {state.line_count} lines stored, not {line_count}:"
-                    " send the missing lines first",
-                    reason="line_count",
-                    line_count=state.line_count,
-                    expected_first=state.line_count + 1,
-                )
             if state.status != "running":
-                if state.status == status and state.exit_code == exit_code:
+                same_count = line_count is None or line_count == state.line_count
+                if state.status == status and state.exit_code == exit_code and same_count:
                     job = store.get_job_tx(conn, job_id)
                     assert job is not None
                     return (job, False), None
@@ -215,6 +208,15 @@ class Writer:
                     reason="finished",
                     status=state.status,
                     exit_code=state.exit_code,
+                    line_count=state.line_count,
+                )
+            if line_count is not None and line_count != state.line_count:
+                raise Conflict(
+                    f"the job has {state.line_count} lines stored, not {line_count}:"
+                    " send the missing lines first",
+                    reason="line_count",
+                    line_count=state.line_count,
+                    expected_first=state.line_count + 1,
                 )
             now = now_ms()
             store.finish_job(conn, job_id, status, exit_code, now)

@@ -492,3 +492,19 @@ async def test_connection_reusable_after_415_on_append(shared_server: ServerProc
         b"\x89PNG....",
         415,
     )
+
+
+def test_finishing_a_finished_job_with_another_count_says_finished(
+    shared_server: ServerProcess,
+) -> None:
+    """Regression: the line_count check ran first and hid that the job had already ended."""
+    base = shared_server.url
+    job = httpx.post(f"{base}/api/jobs", json={"name": "twice"}).json()
+    headers = {"Authorization": f"Bearer {job['token']}"}
+    url = f"{base}/api/jobs/{job['id']}/finish"
+    assert httpx.post(url, json={"status": "failed", "exit_code": 1, "line_count": 0},
+                      headers=headers).status_code == 200
+    r = httpx.post(url, json={"status": "failed", "exit_code": 1, "line_count": 5},
+                   headers=headers)
+    assert r.status_code == 409 and r.json()["reason"] == "finished"
+    assert r.json()["line_count"] == 0
