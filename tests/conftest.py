@@ -17,6 +17,16 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# scripts/test (and so CI) sets this: there, a missing PostgreSQL or Chromium is a failure,
+# never a silent skip.
+REQUIRE_ALL = os.environ.get("LOGSTREAM_TEST_REQUIRE_ALL") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose tool is missing on a developer's machine; fail under scripts/test."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (LOGSTREAM_TEST_REQUIRE_ALL=1: scripts/test must provide it)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -184,7 +194,7 @@ def pg_url() -> Iterator[str]:
 
     base = os.environ.get(PG_ENV)
     if not base:
-        pytest.skip(f"{PG_ENV} is not set")
+        skip_or_fail(f"{PG_ENV} is not set")
     import asyncpg
 
     from logstream.migrate import upgrade

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from conftest import ServerProcess, auth, create_job
+from conftest import REQUIRE_ALL, ServerProcess, auth, create_job
 from logstream.broker import Broker, Hint, MemoryBroker
 from logstream.pgbroker import PostgresBroker, decode, encode
 from test_resume import append_all, check_exact, line_text, read_with_drops
@@ -191,8 +191,10 @@ def _restart_postgres() -> None:
     )
 
 
-@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None or os.geteuid() != 0,
-                    reason="restarting PostgreSQL needs pg_ctlcluster and root")
+@pytest.mark.skipif(
+    (shutil.which("pg_ctlcluster") is None or os.geteuid() != 0) and not REQUIRE_ALL,
+    reason="restarting PostgreSQL needs pg_ctlcluster and root",
+)
 async def test_tail_recovers_when_postgres_restarts(
     two_instances: tuple[ServerProcess, ServerProcess],
 ) -> None:

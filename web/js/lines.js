@@ -1,0 +1,173 @@
+// The page's bounded cache of log lines, in pages of PAGE lines fetched on demand from
+// GET /api/jobs/{id}/lines. Live lines from the SSE stream are put into the same pages, so a line
+// has one place whatever way it came. When more than `maxPages` pages are cached, the pages
+// farthest from what is on screen are dropped; they are fetched again if the reader goes back.
+
+export const PAGE = 1000;
+
+export class LineStore {
+  constructor(jobId, { maxPages = 120, maxInFlight = 4, onLoaded = () => {}, onError = () => {} } = {}) {
+    this.jobId = jobId;
+    this.maxPages = maxPages;
+    this.maxInFlight = maxInFlight;
+    this.onLoaded = onLoaded; // (pageIndex, response) after a page arrived
+    this.onError = onError;
+    this.pages = new Map(); // index -> {text: Array, ts: Array, filled, serverTs, used}
+    this.inFlight = new Map(); // index -> AbortController
+    this.pinned = new Set(); // pages being loaded by load(): not aborted by want()
+    this.wanted = []; // page indexes, most wanted first
+    this.failedAt = new Map(); // index -> time of the last failure (retry after a pause)
+    this.lineCount = 0; // highest line number known to exist
+    this.centre = 0; // page the reader looks at, and the pages on screen (never evicted)
+    this.keep = new Set();
+    this.clock = 0;
+  }
+
+  _page(index, create) {
+    let page = this.pages.get(index);
+    if (!page && create) {
+      page = { text: new Array(PAGE), ts: new Array(PAGE), filled: 0, used: 0 };
+      this.pages.set(index, page);
+      // Stay within budget at every moment, not only when the view next renders.
+      if (this.pages.size > this.maxPages) this.evict(this.centre, new Set([...this.keep, index]));
+    }
+    if (page) page.used = ++this.clock;
+    return page;
+  }
+
+  /** The text of line n, or undefined while it is not loaded. */
+  text(n) {
+    const page = this.pages.get(Math.floor((n - 1) / PAGE));
+    return page ? page.text[(n - 1) % PAGE] : undefined;
+  }
+
+  /** Receive time of line n in ms (server's, or this page's for live lines), or undefined. */
+  ts(n) {
+    const page = this.pages.get(Math.floor((n - 1) / PAGE));
+    return page ? page.ts[(n - 1) % PAGE] : undefined;
+  }
+
+  /** Store line n; `ts` in ms. Returns true if the line was new to the cache. */
+  put(n, text, ts) {
+    if (n > this.lineCount) this.lineCount = n;
+    const page = this._page(Math.floor((n - 1) / PAGE), true);
+    const i = (n - 1) % PAGE;
+    const fresh = page.text[i] === undefined;
+    if (fresh) page.filled++;
+    page.text[i] = text;
+    if (ts !== undefined && ts !== null) page.ts[i] = ts;
+    return fresh;
+  }
+
+  /** Lines the page at `index` should hold given what is known to exist. */
+  _expected(index) {
+    return Math.max(0, Math.min(PAGE, this.lineCount - index * PAGE));
+  }
+
+  isComplete(index) {
+    const page = this.pages.get(index);
+    return !!page && page.filled >= this._expected(index);
+  }
+
+  /** Ask for these pages (most wanted first); fetches start at once up to the concurrency. */
+  want(indexes) {
+    this.wanted = indexes.filter((i) => i >= 0 && i * PAGE < this.lineCount && !this.isComplete(i));
+    // Abort fetches nobody wants any more (the reader scrolled far away meanwhile).
+    for (const [index, controller] of this.inFlight) {
+      if (!this.wanted.includes(index) && !this.pinned.has(index)) {
+        controller.abort();
+        this.inFlight.delete(index);
+      }
+    }
+    this._pump();
+  }
+
+  _pump() {
+    const now = Date.now();
+    for (const index of this.wanted) {
+      if (this.inFlight.size >= this.maxInFlight) break;
+      if (this.inFlight.has(index) || this.isComplete(index)) continue;
+      if (now - (this.failedAt.get(index) || 0) < 1000) {
+        if (!this.retryTimer) {
+          this.retryTimer = setTimeout(() => { this.retryTimer = null; this._pump(); }, 1000);
+        }
+        continue;
+      }
+      this._fetch(index);
+    }
+  }
+
+  /** Fetch page `index` now, whoever wants it (resolves when it is in the cache). */
+  async load(index) {
+    if (this.isComplete(index)) return;
+    const running = this.inFlight.get(index);
+    if (running) this.inFlight.delete(index); // superseded: this call's answer is used
+    if (running) running.abort();
+    this.pinned.add(index);
+    try {
+      await this._fetch(index, false);
+    } finally {
+      this.pinned.delete(index);
+    }
+  }
+
+  async _fetch(index, pump = true) {
+    const controller = new AbortController();
+    this.inFlight.set(index, controller);
+    const url = `/api/jobs/${this.jobId}/lines?after=${index * PAGE}&limit=${PAGE}`;
+    try {
+      const response = await fetch(url, { signal: controller.signal, headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const body = await response.json();
+      if (this.inFlight.get(index) !== controller) return; // aborted or superseded
+      if (body.line_count > this.lineCount) this.lineCount = body.line_count;
+      const page = this._page(index, true);
+      for (const line of body.lines) {
+        const i = (line.n - 1) % PAGE;
+        if (Math.floor((line.n - 1) / PAGE) !== index) continue;
+        if (page.text[i] === undefined) page.filled++;
+        page.text[i] = line.text;
+        page.ts[i] = line.ts ? Date.parse(line.ts) : page.ts[i];
+      }
+      page.serverTs = true;
+      this.failedAt.delete(index);
+      this.inFlight.delete(index);
+      this.onLoaded(index, body);
+    } catch (error) {
+      if (this.inFlight.get(index) === controller) {
+        this.inFlight.delete(index);
+        this.failedAt.set(index, Date.now());
+        this.onError(error);
+      }
+    } finally {
+      if (pump) this._pump();
+    }
+  }
+
+  /** Drop the pages farthest from `centre` (a page index) beyond the budget; never `keep`. */
+  evict(centre, keep) {
+    this.centre = centre;
+    this.keep = keep;
+    if (this.pages.size <= this.maxPages) return 0;
+    const candidates = [...this.pages.keys()]
+      .filter((i) => !keep.has(i))
+      .sort((a, b) => Math.abs(b - centre) - Math.abs(a - centre));
+    let dropped = 0;
+    while (this.pages.size > this.maxPages && candidates.length) {
+      this.pages.delete(candidates.shift());
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /** Every cached line as [n, text], ascending (for the offline search fallback and tests). */
+  *cached() {
+    const indexes = [...this.pages.keys()].sort((a, b) => a - b);
+    for (const index of indexes) {
+      const page = this.pages.get(index);
+      for (let i = 0; i < PAGE; i++) {
+        if (page.text[i] !== undefined) yield [index * PAGE + i + 1, page.text[i]];
+      }
+    }
+  }
+}

@@ -1,0 +1,474 @@
+// The log viewer (/jobs/{id}): a virtualised list of fixed-height rows over a bounded line cache.
+//
+// Only the rows on screen (plus a few) exist in the DOM. A spacer gives the pane the height of
+// the whole log; past MAX_SCROLL pixels (browsers cap element heights) the spacer is scaled and
+// scroll positions are mapped onto the log. History comes in pages from /lines as the reader
+// scrolls; live lines come from the SSE tail (stream.js), which starts after the line count the
+// page saw at open, so the two never overlap.
+
+import { el, getJSON, HttpError, formatDuration, formatClock, formatCount } from "./common.js";
+import { parseLine, plainText, renderRuns } from "./ansi.js";
+import { LineStore, PAGE } from "./lines.js";
+import { Sections } from "./sections.js";
+import { LogStream } from "./stream.js";
+import { Search } from "./search.js";
+import { renderHeader, showConnection, showEnd } from "./header.js";
+import { hooks } from "./hooks.js";
+
+const ROW_H = 20; // px, must match .row in app.css
+const PAD = 8; // px above the first row and below the last
+const MAX_SCROLL = 15_000_000; // px of real scroll height at most
+const OVERSCAN = 12; // rows rendered beyond each edge
+const SMALL_LOG = 20_000; // lines: load it all (sections and offline search see everything)
+
+function parseHash(hash) {
+  const m = /^#L(\d+)(?:-L?(\d+))?$/.exec(hash);
+  if (!m) return null;
+  const a = Number(m[1]);
+  const b = m[2] ? Number(m[2]) : a;
+  return { a: Math.min(a, b), b: Math.max(a, b) };
+}
+
+class Viewer {
+  constructor(jobId) {
+    this.jobId = jobId;
+    this.$ = (id) => document.getElementById(id);
+    this.pane = this.$("log");
+    this.spacer = this.$("spacer");
+    this.rows = new Map(); // line number -> row element
+    this.following = true;
+    this.pendingNew = 0;
+    this.selection = parseHash(location.hash);
+    this.showTs = localStorage.getItem("logstream.timestamps") === "1";
+    this.layout = { rowCount: 0, H: 0, S: 0, vh: 0, hiddenGen: -1 };
+    this.anchor = null; // {line, offset}: what the reader looks at, kept in place on relayout
+    this.expectScrollTop = null;
+    this.renderQueued = false;
+    this.sections = new Sections();
+    // ?cache_pages=N shrinks the line cache (tests and benchmarks of eviction).
+    const cachePages = Number(new URLSearchParams(location.search).get("cache_pages")) || 120;
+    this.connectionLog = [];
+    this.store = new LineStore(jobId, {
+      maxPages: Math.max(4, cachePages),
+      onLoaded: (index, body) => this._pageLoaded(index, body),
+      onError: () => this._scheduleRender(),
+    });
+    this.search = new Search(this);
+    this.stats = { renders: 0, lastRenderMs: 0, totalRenderMs: 0, rowsBuilt: 0 };
+  }
+
+  async start() {
+    let job;
+    try {
+      job = await getJSON(`/api/jobs/${this.jobId}`);
+    } catch (error) {
+      this._fatal(error instanceof HttpError && error.status === 404
+        ? `Job #${this.jobId} does not exist.` : `Could not load job #${this.jobId}: ${error.message}`);
+      return;
+    }
+    this.job = job;
+    this.store.lineCount = job.line_count;
+    this.openedAt = performance.now();
+    this._wireUi();
+    renderHeader(this);
+    if (this.selection) this.scrollToLine(this.selection.a, { select: false });
+    if (job.status === "running") {
+      this.stream = new LogStream(this.jobId, job.line_count, {
+        onLines: (batch) => this._onLines(batch),
+        onEnd: (end) => this._onEnd(end),
+        onState: (state) => showConnection(this, state),
+      });
+      this.stream.start();
+    } else {
+      showConnection(this, "ended");
+      showEnd(this);
+    }
+    this.ticker = setInterval(() => renderHeader(this), 1000);
+    this._render();
+  }
+
+  _fatal(message) {
+    this.$("job-title").textContent = "Not found";
+    this.pane.replaceChildren(el("div", { class: "log-message" }, message));
+  }
+
+  // --- UI wiring ---------------------------------------------------------------------------
+
+  _wireUi() {
+    this.pane.addEventListener("scroll", () => this._onScroll(), { passive: true });
+    new ResizeObserver(() => this._scheduleRender()).observe(this.pane);
+    this.pane.addEventListener("click", (event) => this._onClick(event));
+    window.addEventListener("hashchange", () => {
+      const selection = parseHash(location.hash);
+      if (selection) {
+        this.selection = selection;
+        this.scrollToLine(selection.a, { select: false });
+      }
+    });
+    this.$("follow-btn").addEventListener("click", () => this.resumeFollowing());
+    const tsButton = this.$("ts-toggle");
+    tsButton.setAttribute("aria-pressed", String(this.showTs));
+    tsButton.addEventListener("click", () => {
+      this.showTs = !this.showTs;
+      localStorage.setItem("logstream.timestamps", this.showTs ? "1" : "0");
+      tsButton.setAttribute("aria-pressed", String(this.showTs));
+      this.pane.classList.toggle("with-ts", this.showTs);
+      this._scheduleRender();
+    });
+    this.pane.classList.toggle("with-ts", this.showTs);
+    const download = this.$("download");
+    download.href = `/api/jobs/${this.jobId}/log?format=text`;
+    download.setAttribute("download", `job-${this.jobId}.log`);
+    this.search.wire();
+  }
+
+  _onScroll() {
+    const st = this.pane.scrollTop;
+    const ours = this.expectScrollTop !== null && Math.abs(st - this.expectScrollTop) < 2;
+    this.expectScrollTop = null;
+    if (!ours) {
+      const atBottom = st + this.pane.clientHeight >= this.pane.scrollHeight - ROW_H;
+      if (atBottom) {
+        if (!this.following) this.resumeFollowing();
+      } else if (st < (this.lastScrollTop ?? st) - 0.5 || !this.following) {
+        this.following = false; // the reader scrolled up: stop following until they come back
+      }
+    }
+    this.lastScrollTop = st;
+    this.anchor = this._anchorNow();
+    this._scheduleRender();
+  }
+
+  _onClick(event) {
+    const link = event.target.closest("a.ln");
+    if (link) {
+      event.preventDefault();
+      const n = Number(link.dataset.n);
+      if (event.shiftKey && this.selection) {
+        const pivot = this.selection.a; // shift-click extends from the first line picked
+        this.selection = { a: Math.min(pivot, n), b: Math.max(pivot, n) };
+      } else {
+        this.selection = { a: n, b: n };
+      }
+      const { a, b } = this.selection;
+      history.replaceState(null, "", a === b ? `#L${a}` : `#L${a}-L${b}`);
+      this.following = false;
+      this._scheduleRender();
+      return;
+    }
+    const header = event.target.closest(".section-header");
+    if (header && !event.target.closest("a")) {
+      this.toggleSection(Number(header.dataset.n));
+    }
+  }
+
+  toggleSection(n) {
+    this.anchor = this._anchorNow();
+    this.sections.toggle(n);
+    this.sections.update(this.store.lineCount);
+    const header = this.sections.header(n);
+    if (header && header.collapsed && !header.end && !header.open) this._findSectionEnd(n);
+    this._scheduleRender();
+  }
+
+  resumeFollowing() {
+    this.following = true;
+    this.pendingNew = 0;
+    this._scheduleRender();
+  }
+
+  /** Scroll so line n is a third down the pane; expands sections that hide it. */
+  scrollToLine(n, { select = true } = {}) {
+    n = Math.max(1, Math.min(n, Math.max(1, this.store.lineCount)));
+    if (this.sections.reveal(n)) this.sections.update(this.store.lineCount);
+    if (select) this.selection = { a: n, b: n };
+    this.following = false;
+    this._relayout();
+    const { H, S, vh } = this.layout;
+    const row = this.sections.lineToRow(n);
+    const virtualY = Math.max(0, PAD + row * ROW_H - Math.floor(vh / 3));
+    const top = H > vh ? Math.min(virtualY, H - vh) * ((S - vh) / (H - vh)) : 0;
+    this._setScrollTop(top);
+    this.anchor = this._anchorNow();
+    this._render();
+  }
+
+  // --- data --------------------------------------------------------------------------------
+
+  _onLines(batch) {
+    if (batch.length) this.sections.scanned(batch[0].n, batch[batch.length - 1].n);
+    for (const line of batch) {
+      this.store.put(line.n, line.text, line.ts);
+      this.sections.observe(line.n, line.text, plainText);
+    }
+    if (!this.following) this.pendingNew += batch.length;
+    if (this.job.line_count < this.store.lineCount) this.job.line_count = this.store.lineCount;
+    this._scheduleRender();
+  }
+
+  _pageLoaded(index, body) {
+    const got = body.lines;
+    if (got.length) this.sections.scanned(got[0].n, got[got.length - 1].n);
+    const first = index * PAGE + 1;
+    for (let n = first; n < first + PAGE; n++) {
+      const text = this.store.text(n);
+      if (text !== undefined) this.sections.observe(n, text, plainText);
+    }
+    if (this.store.lineCount > this.job.line_count && this.job.status === "running") {
+      this.job.line_count = this.store.lineCount;
+    }
+    if (!this.firstPaintMs) this.firstPaintMs = performance.now() - this.openedAt;
+    this._scheduleRender();
+  }
+
+  _onEnd(end) {
+    Object.assign(this.job, {
+      status: end.status || this.job.status,
+      exit_code: end.exit_code === undefined ? this.job.exit_code : end.exit_code,
+    });
+    if (typeof end.line_count === "number") {
+      this.job.line_count = end.line_count;
+      if (end.line_count > this.store.lineCount) this.store.lineCount = end.line_count;
+    }
+    // Duration and finished_at come from the job itself.
+    getJSON(`/api/jobs/${this.jobId}`).then((job) => {
+      this.job = job;
+      renderHeader(this);
+      showEnd(this);
+    }).catch(() => {});
+    renderHeader(this);
+    showEnd(this);
+    this._scheduleRender();
+  }
+
+  /** Collapsing a section whose end was not seen: read on from its start until it shows. */
+  async _findSectionEnd(n) {
+    if (this.scanning) return;
+    this.scanning = true;
+    try {
+      for (let index = Math.floor((n - 1) / PAGE), pages = 0; pages < 200; index++, pages++) {
+        this.sections.update(this.store.lineCount);
+        const header = this.sections.header(n);
+        if (!header || !header.collapsed || header.end || header.open) break;
+        if (index * PAGE >= this.store.lineCount) break;
+        await this.store.load(index);
+        this._scheduleRender();
+      }
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  // --- layout and rendering ------------------------------------------------------------------
+
+  _scheduleRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => {
+      this.renderQueued = false;
+      this._render();
+    });
+  }
+
+  _setScrollTop(top) {
+    this.pane.scrollTop = top;
+    this.expectScrollTop = this.pane.scrollTop;
+    this.lastScrollTop = this.pane.scrollTop;
+  }
+
+  /** The virtual (unscaled) y of the top of the pane. */
+  _virtualTop(scrollTop = this.pane.scrollTop) {
+    const { H, S, vh } = this.layout;
+    if (S <= vh || H <= S) return scrollTop;
+    return scrollTop * ((H - vh) / (S - vh));
+  }
+
+  _anchorNow() {
+    if (!this.layout.rowCount) return null;
+    const vt = this._virtualTop();
+    const row = Math.max(0, Math.floor((vt - PAD) / ROW_H));
+    return { line: this.sections.rowToLine(row), offset: PAD + row * ROW_H - vt };
+  }
+
+  /** Recompute heights; keep the reader's anchor line still unless following. */
+  _relayout() {
+    this.sections.update(this.store.lineCount);
+    const rowCount = Math.max(0, this.store.lineCount - this.sections.hiddenCount());
+    const H = rowCount * ROW_H + 2 * PAD;
+    const S = Math.min(H, MAX_SCROLL);
+    const vh = this.pane.clientHeight;
+    const old = this.layout;
+    const changed = old.rowCount !== rowCount || old.S !== S || old.vh !== vh
+      || old.hiddenGen !== this.sections.generation;
+    if (!changed) return false;
+    this.layout = { rowCount, H, S, vh, hiddenGen: this.sections.generation };
+    this.spacer.style.height = `${S}px`;
+    const digits = String(this.store.lineCount).length;
+    if (digits !== this.gutterDigits) {
+      this.gutterDigits = digits; // the line-number gutter fits the largest number
+      this.pane.style.setProperty("--ln-digits", String(Math.max(4, digits)));
+    }
+    if (this.following) {
+      this._setScrollTop(S);
+    } else if (this.anchor) {
+      const row = this.sections.lineToRow(this.anchor.line);
+      const virtualY = PAD + row * ROW_H - this.anchor.offset;
+      const top = H > vh ? Math.max(0, Math.min(virtualY, H - vh)) * ((S - vh) / (H - vh)) : 0;
+      if (Math.abs(top - this.pane.scrollTop) >= 1) this._setScrollTop(top);
+    }
+    return true;
+  }
+
+  _render() {
+    const started = performance.now();
+    this._relayout();
+    if (this.following && this.pane.scrollTop + this.layout.vh < this.layout.S - 1) {
+      this._setScrollTop(this.layout.S);
+    }
+    const { rowCount, vh } = this.layout;
+    const scrollTop = this.pane.scrollTop;
+    const vt = this._virtualTop(scrollTop);
+    const first = Math.max(0, Math.floor((vt - PAD) / ROW_H) - OVERSCAN);
+    const last = Math.min(rowCount - 1, Math.ceil((vt + vh - PAD) / ROW_H) + OVERSCAN);
+    const wanted = new Map();
+    for (let r = first; r <= last; r++) wanted.set(this.sections.rowToLine(r), r);
+    for (const [n, row] of this.rows) {
+      if (!wanted.has(n)) {
+        row.remove();
+        this.rows.delete(n);
+      }
+    }
+    const pages = new Set();
+    for (const [n, r] of wanted) {
+      pages.add(Math.floor((n - 1) / PAGE));
+      let row = this.rows.get(n);
+      if (!row) {
+        row = document.createElement("div");
+        row.dataset.n = String(n);
+        this.rows.set(n, row);
+        this.spacer.append(row);
+      }
+      const top = PAD + r * ROW_H - vt + scrollTop;
+      if (row._top !== top) {
+        row.style.transform = `translateY(${top}px)`;
+        row._top = top;
+      }
+      this._fillRow(row, n);
+    }
+    this._requestPages(pages);
+    this._renderFollowButton(scrollTop);
+    this._renderHeaderCount();
+    this.stats.renders++;
+    this.stats.lastRenderMs = performance.now() - started;
+    this.stats.totalRenderMs += this.stats.lastRenderMs;
+  }
+
+  _requestPages(visiblePages) {
+    const sorted = [...visiblePages].sort((a, b) => a - b);
+    const keep = new Set(sorted);
+    const wanted = [...sorted];
+    if (sorted.length) {
+      wanted.push(sorted[sorted.length - 1] + 1, sorted[0] - 1); // read ahead both ways
+    }
+    const total = Math.ceil(this.store.lineCount / PAGE);
+    if (this.store.lineCount <= SMALL_LOG && total <= this.store.maxPages) {
+      for (let i = total - 1; i >= 0; i--) if (!keep.has(i)) wanted.push(i);
+    }
+    this.store.want(wanted);
+    const centre = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+    this.store.evict(centre, keep);
+  }
+
+  _rowKey(n, text) {
+    const header = this.sections.header(n);
+    const selected = this.selection && n >= this.selection.a && n <= this.selection.b;
+    return [
+      text === undefined ? 0 : 1, this.search.generation, this.search.isMatch(n) ? 1 : 0,
+      this.search.isCurrent(n) ? 1 : 0, this.showTs ? (this.store.ts(n) ? 2 : 1) : 0,
+      header ? `${header.collapsed}:${header.end}:${this._sectionDuration(n, header)}` : "",
+      this.sections.isEnd(n) ? 1 : 0, selected ? 1 : 0,
+    ].join("|");
+  }
+
+  _fillRow(row, n) {
+    const text = this.store.text(n);
+    const key = this._rowKey(n, text);
+    if (row._key === key) return;
+    row._key = key;
+    this.stats.rowsBuilt++;
+    const header = this.sections.header(n);
+    const classes = ["row"];
+    if (text === undefined) classes.push("pending");
+    if (this.selection && n >= this.selection.a && n <= this.selection.b) classes.push("hl");
+    if (this.search.isMatch(n)) classes.push("match");
+    if (this.search.isCurrent(n)) classes.push("current");
+    if (header) classes.push("section-header", header.collapsed ? "collapsed" : "expanded");
+    if (this.sections.isEnd(n)) classes.push("section-end");
+    row.className = classes.join(" ");
+    const parts = [el("a", { class: "ln", href: `#L${n}`, "data-n": n, tabindex: -1 }, String(n))];
+    if (this.showTs) {
+      const ts = this.store.ts(n);
+      parts.push(el("span", { class: "ts" }, ts ? formatClock(ts) : ""));
+    }
+    const body = el("span", { class: "tx" });
+    if (text === undefined) {
+      body.append(el("span", { class: "placeholder" }));
+    } else if (header && header.details) {
+      body.append(el("span", { class: "caret", "aria-hidden": "true" }),
+        el("span", { class: "section-title" },
+          renderRuns([{ text: header.details.title, style: null }], this.search.highlight())));
+      const duration = this._sectionDuration(n, header);
+      if (duration) body.append(el("span", { class: "section-duration" }, duration));
+      if (header.collapsed && header.end) {
+        body.append(el("span", { class: "section-count" }, `${formatCount(header.end - n)} lines`));
+      }
+    } else if (this.sections.isEnd(n) && text.indexOf("::endgroup::") !== -1) {
+      // GitHub's end marker carries no output of its own.
+    } else {
+      body.append(renderRuns(parseLine(text), this.search.highlight()));
+    }
+    parts.push(body);
+    row.replaceChildren(...parts);
+  }
+
+  _sectionDuration(n, header) {
+    if (!header.end || !header.details) return "";
+    if (header.details.kind === "gitlab") {
+      const end = this.sections.endDetails(header.end);
+      return end && end.ts !== null ? formatDuration(end.ts - header.details.ts) : "";
+    }
+    const a = this.store.ts(n);
+    const b = this.store.ts(header.end);
+    return a && b ? formatDuration((b - a) / 1000) : "";
+  }
+
+  _renderFollowButton(scrollTop) {
+    // scrollTop is read before the rows changed: reading it now would force a layout.
+    const button = this.$("follow-btn");
+    const { S, vh } = this.layout;
+    const atBottom = scrollTop + vh >= S - ROW_H;
+    const show = !this.following && !atBottom;
+    button.hidden = !show;
+    if (show) {
+      const running = this.job && this.job.status === "running";
+      const label = running ? "Resume following" : "Jump to bottom";
+      const extra = this.pendingNew ? ` · ${formatCount(this.pendingNew)} new` : "";
+      const text = `↓ ${label}${extra}`;
+      if (button.textContent !== text) button.textContent = text;
+    }
+    this.pane.dataset.follow = this.following ? "1" : "0";
+  }
+
+  _renderHeaderCount() {
+    if (!this.job) return;
+    const count = formatCount(Math.max(this.job.line_count, this.store.lineCount));
+    const node = this.$("job-lines");
+    if (node.textContent !== count) node.textContent = count;
+  }
+
+}
+
+const jobId = Number(location.pathname.split("/").filter(Boolean)[1]);
+const viewer = new Viewer(jobId);
+window.__logstream = hooks(viewer);
+viewer.start();

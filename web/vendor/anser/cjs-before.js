@@ -1,0 +1,2 @@
+// Gives the vendored CommonJS file anser.js a `module` to export into.
+window.module = { exports: {} };
