@@ -100,8 +100,8 @@ class Client:
         self.close()
 
     def job_url(self, job_id: int) -> str:
-        """Where a person (or a tailer) reads the job's log."""
-        return f"{self.server}/api/jobs/{job_id}/log"
+        """The job's page in the dashboard (its raw log is at /api/jobs/N/log)."""
+        return f"{self.server}/jobs/{job_id}"
 
     # --- calls ------------------------------------------------------------------------------
 

@@ -161,7 +161,7 @@ def test_job_token_stays_in_the_process(shared_server: ServerProcess) -> None:
     lines = result.stdout.decode().splitlines()
     new = job_id_from(result.stderr)
     assert lines == [f"LOGSTREAM_JOB_ID={new}",
-                     f"LOGSTREAM_JOB_URL={shared_server.url}/api/jobs/{new}/log",
+                     f"LOGSTREAM_JOB_URL={shared_server.url}/jobs/{new}",
                      f"LOGSTREAM_SERVER={shared_server.url}"]
     assert b"token" not in result.stderr.lower()
 
