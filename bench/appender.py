@@ -1,0 +1,93 @@
+"""Helper process: a runner appending lines at a paced rate (absolute schedule).
+
+`python -m bench.appender '<json args>'`: connects, waits until the monotonic time `t0_ns`,
+then sends one POST /api/jobs/{id}/lines of `batch` lines every batch/rate seconds (batch k is
+due at t0 + k * interval; a late batch goes at once, so the schedule catches up when it can).
+Sending stops at t0 + duration whatever was sent, so a runner that fell behind appends fewer
+lines than asked: both are reported. Each line starts with "t=<monotonic ns of the send>" so
+readers measure the latency from the append call. Prints one JSON line with the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from .common import install_uvloop, line_texts, ms_stats, self_cpu_seconds
+from .httpc import HttpConnection, append_request, parse_head
+
+
+async def run(args: dict[str, Any]) -> dict[str, Any]:
+    conn = await HttpConnection("127.0.0.1", args["port"], cafile=args.get("cafile")).connect()
+    job = {"id": args["job_id"], "token": args["token"]}
+    batch = int(args["batch"])
+    interval = int(batch * 1e9 / args["rate"])
+    t0 = int(args["t0_ns"])
+    t_end = t0 + int(args["duration"] * 1e9)
+    asked_batches = int(args["rate"] * args["duration"] / batch)
+    next_no = int(args.get("first", 1))
+    lags: list[int] = []
+    rtts: list[int] = []
+    errors: list[str] = []
+    sent = appended = 0
+    first_send = last_send = 0
+    reader = conn.reader
+    assert reader is not None
+    now = time.monotonic_ns()
+    if now < t0:
+        await asyncio.sleep((t0 - now) / 1e9)
+    cpu0 = self_cpu_seconds()
+    for k in range(asked_batches):
+        due = t0 + k * interval
+        now = time.monotonic_ns()
+        if now < due:
+            await asyncio.sleep((due - now) / 1e9)
+        now = time.monotonic_ns()
+        if now >= t_end:
+            break
+        texts = line_texts(now, next_no, batch)
+        request = append_request(conn, job, texts, next_no)
+        conn.send(request)
+        if not first_send:
+            first_send = now
+        last_send = now
+        lags.append(now - due)
+        sent += 1
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        status, headers = parse_head(head[:-4])
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        rtts.append(time.monotonic_ns() - now)
+        if status == 200:
+            appended += batch
+            next_no += batch
+        elif len(errors) < 10:
+            errors.append(f"{status} {body[:200]!r}")
+    cpu = self_cpu_seconds() - cpu0
+    await conn.close()
+    return {
+        "asked_lines": asked_batches * batch,
+        "appended_lines": appended,
+        "batches_sent": sent,
+        "last_line": next_no - 1,
+        "errors": errors,
+        "schedule_lag_ms": ms_stats(lags),
+        "post_rtt_ms": ms_stats(rtts),
+        "first_send_ns": first_send,
+        "last_send_ns": last_send,
+        "cpu_s": round(cpu, 3),
+    }
+
+
+def main() -> None:
+    args = json.loads(sys.argv[1])
+    install_uvloop()
+    result = asyncio.run(run(args))
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
