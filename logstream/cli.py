@@ -55,8 +55,12 @@ def serve(
         )
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
-    from .server import run
+    from .server import loop_factory, run
 
+    try:
+        loop_factory(settings)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
     run(settings)
 
 

@@ -65,6 +65,9 @@ class Settings:
     workers: int = 1
     auto_migrate: bool | None = None
     log_level: str = "info"
+    # The event loop: "auto" runs on uvloop when it is installed (it is with the server extra
+    # on Linux and macOS), else on asyncio's own; "asyncio" or "uvloop" force one.
+    event_loop: str = "auto"
 
     @classmethod
     def from_env(
@@ -99,6 +102,8 @@ class Settings:
             raise SettingsError("page_lines and feed_lines must be positive")
         if not 1 <= self.workers <= 64:
             raise SettingsError("workers must be between 1 and 64")
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise SettingsError("event_loop must be auto, asyncio or uvloop")
         if bool(self.certfile) != bool(self.keyfile):
             raise SettingsError("certfile and keyfile go together")
 

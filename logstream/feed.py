@@ -23,8 +23,8 @@ Format = Literal["sse", "text"]
 # Wake-ups are coalesced under load: a feed rings its readers at most once per
 # min(MAX_LINGER, readers * LINGER_PER_READER) seconds, so that with many readers each one
 # writes more lines less often instead of spending the core on one write per batch.
-LINGER_PER_READER = 50e-6
-MAX_LINGER = 0.05
+LINGER_PER_READER = 100e-6
+MAX_LINGER = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,10 @@ class Feed:
         self.target = 0
         self.end: JobEnd | None = None
         self.end_pending = False
-        self._waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        # Readers waiting for the next ring, one future each: a reader that is cancelled while
+        # waiting cancels only its own (no shield, no shared future to protect).
+        self._sleepers: list[asyncio.Future[None]] = []
         self._fetching: asyncio.Task[None] | None = None
         self._chunk_key: tuple[int, int] = (0, 0)
         self._chunk: bytes = b""
@@ -70,9 +73,13 @@ class Feed:
 
     # --- for readers ------------------------------------------------------------------------
 
-    def waiter(self) -> asyncio.Future[None]:
-        """The doorbell: resolved the next time the feed gains lines or ends."""
-        return self._waiter
+    def arm(self) -> asyncio.Future[None]:
+        """A doorbell for one reader: resolved the next time the feed rings (new lines, the
+        end, a heartbeat tick or shutdown). Arm before looking for lines, so none falls between.
+        """
+        future = self._loop.create_future()
+        self._sleepers.append(future)
+        return future
 
     def chunk_after(self, cursor: int, limit: int, fmt: Format) -> tuple[bytes, int] | None:
         """The encoded lines after `cursor` (at most `limit`) and the new cursor.
@@ -192,9 +199,10 @@ class Feed:
             self._ring_pending.cancel()
             self._ring_pending = None
         self._last_ring = time.monotonic()
-        waiter, self._waiter = self._waiter, asyncio.get_running_loop().create_future()
-        if not waiter.done():
-            waiter.set_result(None)
+        sleepers, self._sleepers = self._sleepers, []
+        for future in sleepers:
+            if not future.done():
+                future.set_result(None)
 
     def close(self) -> None:
         """Stop fetching; the hub drops this feed."""

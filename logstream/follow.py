@@ -172,6 +172,7 @@ class Hub:
         """
         assert self.closing_future is not None, "hub not started"
         feed: Feed | None = None
+        waiter: asyncio.Future[None] | None = None
         prefetch = _Prefetch(self)
         self.streams += 1
         quiet = self.heartbeat * 2 / 3  # with ticks every heartbeat/3: silence <= heartbeat
@@ -186,7 +187,8 @@ class Hub:
                     return
                 if feed is None and end is None and live:
                     feed = self.acquire(job_id)
-                waiter = feed.waiter() if feed is not None else None
+                if feed is not None and (waiter is None or waiter.done()):
+                    waiter = feed.arm()  # kept armed while we write, re-armed once rung
                 chunk: bytes | None = None
                 if feed is not None:
                     got = feed.chunk_after(cursor, self.page_lines, fmt)
@@ -209,9 +211,8 @@ class Hub:
                 if not live and end is None:
                     return
                 assert waiter is not None
-                # The feed rings for new lines, its end, the heartbeat tick and shutdown. Shielded:
-                # cancelling this stream (its client left) must not cancel the shared waiter.
-                await asyncio.shield(waiter)
+                # The feed rings for new lines, its end, the heartbeat tick and shutdown.
+                await waiter
                 if fmt == "sse" and time.monotonic() - last_write >= quiet:
                     yield sse.comment("ping")
                     last_write = time.monotonic()
@@ -223,6 +224,8 @@ class Hub:
                 yield sse.comment("stream error; reconnect to resume") + sse.retry(retry_ms)
         finally:
             prefetch.cancel()
+            if waiter is not None:
+                waiter.cancel()
             self.streams -= 1
             if feed is not None:
                 self.release(feed)

@@ -14,13 +14,15 @@ import multiprocessing.process
 import os
 import signal
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from .app import create_app
-from .config import Settings
+from .config import Settings, SettingsError
 from .services import Services
 
 log = logging.getLogger("logstream")
@@ -85,6 +87,24 @@ async def serve(
     )
 
 
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to serve on: uvloop unless told otherwise or not installed."""
+    if settings.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if settings.event_loop == "uvloop":
+            raise SettingsError("LOGSTREAM_EVENT_LOOP=uvloop but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(main)
+
+
 def run(settings: Settings) -> None:
     """Migrate the embedded default if needed, then serve (blocking)."""
     logging.basicConfig(
@@ -95,14 +115,15 @@ def run(settings: Settings) -> None:
         from .migrate import upgrade
 
         upgrade(settings.database_url)
+    log.info("event loop: %s", "uvloop" if loop_factory(settings) else "asyncio")
     if settings.workers <= 1:
-        asyncio.run(serve(settings))
+        _run_loop(settings, serve(settings))
         return
     run_workers(settings)
 
 
 def _worker(settings: Settings, sockets: Sockets) -> None:
-    asyncio.run(serve(settings, sockets=sockets))
+    _run_loop(settings, serve(settings, sockets=sockets))
 
 
 def run_workers(settings: Settings) -> None:

@@ -43,7 +43,7 @@ async def _read(svc: Services, job_id: int, *, stop_after: int | None = None,
 
 
 async def test_cancelled_reader_does_not_disturb_the_others(services: Services) -> None:
-    """Regression: a reader cancelled while waiting must not cancel the feed's shared waiter."""
+    """Regression: a reader cancelled while waiting must not disturb the others' doorbells."""
     job, _token = await services.writer.create_job("j", {})
     keep = asyncio.create_task(_read(services, job.id))
     leave = asyncio.create_task(_read(services, job.id))
