@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, func, select, update
@@ -102,6 +103,13 @@ def _job(row: Any) -> Job:
     )
 
 
+def _job_from_tuple(row: Sequence[Any]) -> Job:
+    """A Job from a raw driver row in _JOB_COLUMNS order."""
+    id_, name, meta, status, exit_code, line_count, created_ms, finished_ms = row
+    return Job(id_, name, json.loads(meta), status, exit_code, line_count, created_ms,
+               finished_ms)
+
+
 def create_job(
     conn: Connection, name: str, meta: dict[str, Any], token_hash: str, now_ms: int
 ) -> Job:
@@ -123,8 +131,8 @@ def create_job(
 
 async def get_job(conn: AsyncConnection, job_id: int) -> Job | None:
     """One job by id, or None."""
-    row = (await conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id))).first()
-    return None if row is None else _job(row)
+    rows = await fetch_raw(conn, _GET_JOB, job_id=job_id)
+    return _job_from_tuple(rows[0]) if rows else None
 
 
 def get_job_tx(conn: Connection, job_id: int) -> Job | None:
@@ -144,8 +152,8 @@ async def list_jobs(conn: AsyncConnection, limit: int, before_id: int | None) ->
 
 async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
     """The stored hash of a job's write token, or None for an unknown job."""
-    result = await conn.execute(select(jobs.c.token_hash).where(jobs.c.id == job_id))
-    return result.scalar_one_or_none()
+    rows = await fetch_raw(conn, _GET_TOKEN_HASH, job_id=job_id)
+    return rows[0][0] if rows else None
 
 
 class Prepared:
@@ -181,10 +189,38 @@ class Prepared:
         sql, args = self.args(conn.dialect, params)
         return conn.exec_driver_sql(sql, args)
 
-    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Execute once per parameter set (executemany)."""
+    def run_many(
+        self, conn: Connection, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
+    ) -> None:
+        """Execute once per positional parameter tuple, on the DB-API cursor directly.
+
+        The rows go to the driver's executemany as they are (an iterator is fine): the bulk
+        insert of a batch of lines is the ingest path's hot spot, and SQLAlchemy's own
+        executemany handling costs more than SQLite's insert.
+        """
         sql, names, _defaults = self.compiled(conn.dialect)
-        conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+        if names != columns:
+            raise AssertionError(f"parameters are {names}, rows give {columns}")
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+
+
+async def fetch_raw(conn: AsyncConnection, prepared: Prepared, **params: Any) -> list[Any]:
+    """Run a prepared read straight on the driver (aiosqlite or asyncpg): rows as tuples.
+
+    The read paths that every request or stream takes (a job, a page of lines) skip
+    SQLAlchemy's statement execution and per-row result processing: on aiosqlite that is
+    several thread hops per statement where the driver needs one.
+    """
+    sql, args = prepared.args(conn.dialect, params)
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if conn.dialect.name == "sqlite":
+        return await driver.execute_fetchall(sql, args)  # type: ignore[no-any-return]
+    return await driver.fetch(sql, *args)  # type: ignore[no-any-return]
 
 
 _LOCK_JOB = Prepared(
@@ -243,6 +279,8 @@ def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str
     return [row[0] for row in _READ_TEXTS.run(conn, job_id=job_id, first=first, last=last)]
 
 
+_GET_JOB = Prepared(select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id")))
+_GET_TOKEN_HASH = Prepared(select(jobs.c.token_hash).where(jobs.c.id == bindparam("job_id")))
 _READ_LINES = Prepared(
     select(lines.c.no, lines.c.ts_ms, lines.c.text)
     .where(lines.c.job_id == bindparam("job_id"), lines.c.no > bindparam("after"))
@@ -259,12 +297,7 @@ async def read_lines(
     The hot path of replay (a million lines must stream in seconds): the prepared SQL goes
     straight to the driver in one call, skipping SQLAlchemy's per-row result processing.
     """
-    sql, args = _READ_LINES.args(conn.dialect, {"job_id": job_id, "after": after, "limit": limit})
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if conn.dialect.name == "sqlite":
-        return await driver.execute_fetchall(sql, args)  # type: ignore[no-any-return]
-    return await driver.fetch(sql, *args)  # type: ignore[no-any-return]
+    return await fetch_raw(conn, _READ_LINES, job_id=job_id, after=after, limit=limit)
 
 
 def insert_lines(
@@ -273,12 +306,11 @@ def insert_lines(
     """Store texts as lines first, first+1, ... and move the job's count past them."""
     if not texts:
         return
+    n = len(texts)
     _INSERT_LINE.run_many(
         conn,
-        [
-            {"job_id": job_id, "no": first + i, "ts_ms": ts_ms, "text": text}
-            for i, text in enumerate(texts)
-        ],
+        ("job_id", "no", "ts_ms", "text"),
+        zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts)
     )
     _SET_COUNT.run(conn, job_id=job_id, count=first + len(texts) - 1)
 
