@@ -540,7 +540,46 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
         raw["server_errors_logged"] = len(server.errors_logged())
     finally:
         server.stop()
+    if 1 in batches:
+        raw["floor"] = await _floor(ctx, seconds, concurrency, figures)
     return Result("ingest", figures, raw)
+
+
+async def _floor(ctx: Context, seconds: float, concurrency: int,
+                 figures: list[Figure]) -> list[dict[str, Any]]:
+    """The same one-line POSTs against an empty handler on logstream's Hypercorn set-up."""
+    out: list[dict[str, Any]] = []
+    fake_job = {"id": 1, "token": "floor"}
+    for kind, what in (("asgi", "bare ASGI app"), ("quart", "empty Quart route")):
+        server = BenchServer(ctx.workdir, name=f"floor-{kind}", pin=ctx.pin,
+                             module_args=["bench.floor_app", kind])
+        server.start()
+        try:
+            for flows in (1, concurrency):
+                conns = [await HttpConnection(HOST, server.port).connect() for _ in range(flows)]
+                meter = CpuMeter(server.pid).start()
+                started = time.monotonic()
+                outs = await asyncio.wait_for(asyncio.gather(*(
+                    _runner(conn, fake_job, 1, started + seconds, False) for conn in conns)),
+                    seconds + 60)
+                elapsed = time.monotonic() - started
+                meter.stop()
+                for conn in conns:
+                    await conn.close()
+                requests = sum(o[1] for o in outs)
+                rtts = [v for o in outs for v in o[2]]
+                out.append({"app": kind, "in_flight": flows, "requests_per_s":
+                            round(requests / elapsed, 1), "rtt_ms": ms_stats(rtts),
+                            "cpu": meter.to_json()})
+                figures.append(_cpu(Figure(
+                    "framework floor (no logstream)",
+                    f"{what} on Hypercorn, batch 1, {flows} in flight",
+                    f"{fmt_int(requests / elapsed)} req/s"
+                    f" ({meter.server_s / max(requests, 1) * 1e6:.0f} us server CPU each)",
+                    "(reference)", None), meter))
+        finally:
+            server.stop()
+    return out
 
 
 async def _sqlite_raw(ctx: Context, seconds: float) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class BenchServer:
         env: dict[str, str] | None = None,
         pin: bool = True,
         name: str = "server",
+        module_args: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.db_path = workdir / f"{name}.db"
@@ -37,6 +38,7 @@ class BenchServer:
         self.keyfile = keyfile
         self.env = env or {}
         self.pin = pin
+        self.module_args = module_args
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}-{self.port}.log"
@@ -61,6 +63,8 @@ class BenchServer:
         ]
         if self.certfile and self.keyfile:
             args += ["--certfile", self.certfile, "--keyfile", self.keyfile]
+        if self.module_args is not None:  # another server (bench.floor_app) on this port
+            args = [sys.executable, "-m", *self.module_args, str(self.port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 args,

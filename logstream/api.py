@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, request
@@ -95,19 +96,12 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 async def _json_body() -> dict[str, Any]:
-    raw = await _read_body()
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"the body is not valid JSON: {error}") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("the body must be a JSON object")
-    return payload
+    return parse_json_object(await _read_body())
 
 
-def _int_arg(name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
-             ) -> int | None:
-    raw = request.args.get(name)
+def parse_int(name: str, raw: str | None, default: int | None, *, minimum: int = 0,
+              maximum: int | None = None) -> int | None:
+    """A whole-number query parameter within bounds, or `default` when absent."""
     if raw is None or raw == "":
         return default
     if not raw.isascii() or not raw.strip().isdigit():
@@ -121,8 +115,13 @@ def _int_arg(name: str, default: int | None, *, minimum: int = 0, maximum: int |
     return value
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
+def _int_arg(name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
+             ) -> int | None:
+    return parse_int(name, request.args.get(name), default, minimum=minimum, maximum=maximum)
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when there is none."""
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
@@ -131,23 +130,36 @@ def _bearer() -> str | None:
     return token.strip()
 
 
+def _bearer() -> str | None:
+    return parse_bearer(request.headers.get("Authorization"))
+
+
 def _is_runner(token: str) -> bool:
-    runner = services().settings.runner_token
+    return is_runner(services(), token)
+
+
+def is_runner(svc: Services, token: str) -> bool:
+    """True when `token` is the configured runner token."""
+    runner = svc.settings.runner_token
     return runner is not None and hmac.compare_digest(token.encode(), runner.encode())
 
 
-async def _require_job_token(job_id: int) -> None:
+async def check_job_token(svc: Services, job_id: int, authorization: str | None) -> None:
     """The job's own token, or the runner token, may write to a job."""
-    token = _bearer()
+    token = parse_bearer(authorization)
     if token is None:
         raise Unauthorized("this needs 'Authorization: Bearer <job token>'")
     _check_job_id(job_id)
-    expected = await services().token_hash(job_id)
+    expected = await svc.token_hash(job_id)
     if expected is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-    if hmac.compare_digest(hash_token(token), expected) or _is_runner(token):
+    if hmac.compare_digest(hash_token(token), expected) or is_runner(svc, token):
         return
     raise Forbidden(f"the token is not valid for job {job_id}")
+
+
+async def _require_job_token(job_id: int) -> None:
+    await check_job_token(services(), job_id, request.headers.get("Authorization"))
 
 
 def _check_job_id(job_id: int) -> None:
@@ -252,14 +264,34 @@ async def show_job(job_id: int) -> Response:
 # --- appending ---------------------------------------------------------------------------------
 
 
-@bp.post("/api/jobs/<int:job_id>/lines")
-async def append_lines(job_id: int) -> Response:
-    """Append lines (JSON list or a text/plain chunk), idempotently when `first` is given."""
-    await _require_job_token(job_id)
-    settings = services().settings
-    mimetype = request.mimetype or "text/plain"
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    return payload
+
+
+async def append_core(
+    svc: Services,
+    job_id: int,
+    *,
+    authorization: str | None,
+    content_type: str | None,
+    first_arg: str | None,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> dict[str, Any]:
+    """POST /api/jobs/{id}/lines without the framework: check, parse, clean, append.
+
+    Served by the ASGI fast path (fastpath.py) and by the Quart route below alike.
+    """
+    await check_job_token(svc, job_id, authorization)
+    mimetype = (content_type or "text/plain").partition(";")[0].strip().lower()
     if mimetype == "application/json":
-        payload = await _json_body()
+        payload = parse_json_object(await read_body())
         texts = payload.get("lines")
         if not isinstance(texts, list):
             raise BadRequest("lines must be a list of strings", field="lines")
@@ -282,23 +314,40 @@ async def append_lines(job_id: int) -> Response:
         ):
             raise BadRequest("first must be a whole number >= 1", field="first")
     elif mimetype.startswith("text/") or mimetype == "application/octet-stream":
-        texts = logtext.split_chunk(logtext.clean(logtext.decode(await _read_body())))
-        first = _int_arg("first", None, minimum=1)
+        first = parse_int("first", first_arg, None, minimum=1)
+        texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body())))
     else:
         raise UnsupportedMediaType(
             f"send lines as application/json or text/plain, not {mimetype}"
         )
     cut_count = 0
-    limit = settings.max_line_chars
+    limit = svc.settings.max_line_chars
     if texts and max(map(len, texts)) > limit:
         for index, text in enumerate(texts):
             if len(text) > limit:
                 texts[index], _ = logtext.cut(text, limit)
                 cut_count += 1
-    result = await services().writer.append(job_id, texts, first)
+    result = await svc.writer.append(job_id, texts, first)
     body: dict[str, Any] = result.to_json()
     body["cut"] = cut_count
-    return _json(body)
+    return body
+
+
+@bp.post("/api/jobs/<int:job_id>/lines")
+async def append_lines(job_id: int) -> Response:
+    """Append lines (JSON list or a text/plain chunk), idempotently when `first` is given.
+
+    Servers started by logstream answer this path in fastpath.py before Quart sees it; this
+    route serves the same core when the Quart app is run on its own.
+    """
+    return _json(await append_core(
+        services(),
+        job_id,
+        authorization=request.headers.get("Authorization"),
+        content_type=request.headers.get("Content-Type"),
+        first_arg=request.args.get("first"),
+        read_body=_read_body,
+    ))
 
 
 @bp.post("/api/jobs/<int:job_id>/finish")

@@ -24,6 +24,7 @@ from hypercorn.utils import wrap_app
 
 from .app import create_app
 from .config import Settings, SettingsError
+from .fastpath import FastPaths
 from .services import Services
 
 log = logging.getLogger("logstream")
@@ -90,7 +91,7 @@ async def serve(
 
     config = hypercorn_config(settings)
     await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        wrap_app(FastPaths(app), config.wsgi_max_body_size, "asgi"),
         config,
         sockets=sockets,
         shutdown_trigger=shutdown_trigger,

@@ -189,6 +189,20 @@ class Prepared:
         sql, args = self.args(conn.dialect, params)
         return conn.exec_driver_sql(sql, args)
 
+    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        """Execute once on the DB-API cursor directly; all result rows as tuples.
+
+        The writer's per-operation statements (lock a job, move its count) take this path:
+        inside a batch, SQLAlchemy's statement execution costs more than SQLite's work.
+        """
+        sql, args = self.args(conn.dialect, params)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, args)
+            return cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+
     def run_many(
         self, conn: Connection, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
     ) -> None:
@@ -255,10 +269,11 @@ def lock_job(conn: Connection, job_id: int) -> JobState | None:
 
     PostgreSQL takes a row lock (FOR UPDATE); SQLite already holds the database write lock.
     """
-    row = _LOCK_JOB.run(conn, job_id=job_id).first()
-    if row is None:
+    rows = _LOCK_JOB.rows(conn, job_id=job_id)
+    if not rows:
         return None
-    return JobState(line_count=row.line_count, status=row.status, exit_code=row.exit_code)
+    line_count, status, exit_code = rows[0]
+    return JobState(line_count=line_count, status=status, exit_code=exit_code)
 
 
 async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, JobState]:
@@ -276,7 +291,7 @@ async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int,
 
 def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str]:
     """The texts of lines first..last of a job, in order."""
-    return [row[0] for row in _READ_TEXTS.run(conn, job_id=job_id, first=first, last=last)]
+    return [row[0] for row in _READ_TEXTS.rows(conn, job_id=job_id, first=first, last=last)]
 
 
 _GET_JOB = Prepared(select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id")))
@@ -312,7 +327,7 @@ def insert_lines(
         ("job_id", "no", "ts_ms", "text"),
         zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts)
     )
-    _SET_COUNT.run(conn, job_id=job_id, count=first + len(texts) - 1)
+    _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1)
 
 
 def finish_job(

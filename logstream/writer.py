@@ -99,6 +99,7 @@ class Writer:
         # SQLite: the batch runs in one dedicated thread on a sync connection, one thread hop
         # per batch (aiosqlite would hop for every statement).
         self._sync_engine: Engine | None = None
+        self._sync_conn: Connection | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         if self._sqlite:
             self._sync_engine = create_sync_engine(engine.url.render_as_string(hide_password=False))
@@ -116,6 +117,7 @@ class Writer:
         await self._task
         self._task = None
         if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync_conn)
             self._thread.shutdown(wait=True)
         if self._sync_engine is not None:
             self._sync_engine.dispose()
@@ -309,9 +311,26 @@ class Writer:
             return await conn.run_sync(self._run_batch, batch)
 
     def _sqlite_batch(self, batch: list[_Op[Any]]) -> list[_Done]:
+        # The writer thread keeps its connection between batches (a checkout, a reset and
+        # new execution options per batch cost more than a one-line transaction itself);
+        # after any failure it is dropped and the next batch opens a fresh one.
         assert self._sync_engine is not None
-        with self._sync_engine.connect() as conn:
-            return self._run_batch(conn.execution_options(**IMMEDIATE), batch)
+        conn = self._sync_conn
+        if conn is None:
+            conn = self._sync_conn = self._sync_engine.connect().execution_options(**IMMEDIATE)
+        try:
+            return self._run_batch(conn, batch)
+        except BaseException:
+            self._close_sync_conn()
+            raise
+
+    def _close_sync_conn(self) -> None:
+        conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.warning("closing the writer's connection failed", exc_info=True)
 
     def _run_batch(self, conn: Connection, batch: list[_Op[Any]]) -> list[_Done]:
         """One transaction for the whole batch (runs in the writer thread or under run_sync)."""

@@ -1,0 +1,135 @@
+"""The append route's ASGI fast path (logstream/fastpath.py) against a real server.
+
+The other API tests already exercise it (every append goes through it); these cover what only
+the fast path does itself: assembling a body that arrives in many pieces, refusing one that
+grows too large while keeping the connection usable, leaving other methods to Quart, and a
+client that goes away mid-body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ServerProcess, auth, create_job
+
+BODY_LIMIT = 4096
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("fastpath"), env={"LOGSTREAM_MAX_BODY_BYTES": str(BODY_LIMIT)}
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _lines(base: str, job: dict[str, object]) -> list[str]:
+    page = httpx.get(f"{base}/api/jobs/{job['id']}/lines", params={"limit": 10_000}).json()
+    return [line["text"] for line in page["lines"]]
+
+
+def _conn(server: ServerProcess) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+
+
+def test_chunked_body_in_many_pieces_is_assembled(small_server: ServerProcess) -> None:
+    job = create_job(small_server.url)
+    conn = _conn(small_server)
+    pieces = [b"one\ntw", b"o\nth", b"ree\n", b"", b"four"]
+    conn.request(
+        "POST", f"/api/jobs/{job['id']}/lines?first=1", body=iter([p for p in pieces if p]),
+        headers={**auth(job), "Content-Type": "text/plain"}, encode_chunked=True,
+    )
+    response = conn.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read()) == {
+        "first": 1, "last": 4, "line_count": 4, "stored": 4, "skipped": 0, "cut": 0}
+    assert _lines(small_server.url, job) == ["one", "two", "three", "four"]
+
+
+def test_body_over_the_limit_without_length_is_413_and_the_connection_lives(
+    small_server: ServerProcess,
+) -> None:
+    job = create_job(small_server.url)
+    conn = _conn(small_server)
+    chunk = b"x" * 1000 + b"\n"
+    conn.request(
+        "POST", f"/api/jobs/{job['id']}/lines", body=iter([chunk] * 8),
+        headers={**auth(job), "Content-Type": "text/plain"}, encode_chunked=True,
+    )
+    response = conn.getresponse()
+    assert response.status == 413
+    body = json.loads(response.read())
+    assert body["error"] == "too_large" and body["limit"] == BODY_LIMIT
+    # Same keep-alive connection: the next request is answered normally.
+    conn.request(
+        "POST", f"/api/jobs/{job['id']}/lines", body=json.dumps({"lines": ["ok"]}),
+        headers={**auth(job), "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    assert response.status == 200, response.read()
+    assert json.loads(response.read())["line_count"] == 1
+    assert _lines(small_server.url, job) == ["ok"]
+
+
+def test_errors_are_the_same_json_as_elsewhere(small_server: ServerProcess) -> None:
+    job = create_job(small_server.url)
+    base = small_server.url
+    r = httpx.post(f"{base}/api/jobs/{job['id']}/lines", content=b"{not json",
+                   headers={**auth(job), "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    assert "not valid JSON" in r.json()["message"]
+    r = httpx.post(f"{base}/api/jobs/{job['id']}/lines?first=x", content=b"a\n",
+                   headers={**auth(job), "Content-Type": "text/plain"})
+    assert r.status_code == 400 and r.json()["field"] == "first"
+    r = httpx.post(f"{base}/api/jobs/{job['id']}/lines", content=b"a", headers={
+        **auth(job), "Content-Type": "image/png"})
+    assert r.status_code == 415 and r.headers["content-type"] == "application/json"
+    r = httpx.post(f"{base}/api/jobs/99999999999999999999999/lines", json={"lines": []},
+                   headers=auth(job))
+    assert r.status_code == 404
+    r = httpx.post(f"{base}/api/jobs/{job['id']}/lines", json={"lines": ["a"]},
+                   headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+    assert _lines(base, job) == []
+
+
+def test_other_methods_on_the_path_go_to_quart(small_server: ServerProcess) -> None:
+    job = create_job(small_server.url)
+    r = httpx.put(f"{small_server.url}/api/jobs/{job['id']}/lines", json={"lines": ["a"]},
+                  headers=auth(job))
+    assert r.status_code == 405
+    assert r.json()["error"] == "method_not_allowed"
+    r = httpx.get(f"{small_server.url}/api/jobs/{job['id']}/lines")
+    assert r.status_code == 200 and r.json()["lines"] == []
+
+
+def test_client_leaving_mid_body_stores_nothing_and_server_carries_on(
+    small_server: ServerProcess, tmp_path: Path
+) -> None:
+    job = create_job(small_server.url)
+    with socket.create_connection(("127.0.0.1", small_server.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST /api/jobs/{job['id']}/lines HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {job['token']}\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 1000\r\n\r\npartial line\n".encode()
+        )
+        time.sleep(0.2)
+    time.sleep(0.2)
+    r = httpx.post(f"{small_server.url}/api/jobs/{job['id']}/lines", json={"lines": ["after"]},
+                   headers=auth(job))
+    assert r.status_code == 200 and r.json()["line_count"] == 1
+    assert _lines(small_server.url, job) == ["after"]
+    assert "Traceback" not in small_server.logs()
