@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, request
@@ -168,13 +169,18 @@ def _check_job_id(job_id: int) -> None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
 
 
-async def _get_job(job_id: int) -> store.Job:
+async def get_job_or_404(svc: Services, job_id: int) -> store.Job:
+    """The job, or 404."""
     _check_job_id(job_id)
-    async with services().engine.connect() as conn:
+    async with svc.engine.connect() as conn:
         job = await store.get_job(conn, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
     return job
+
+
+async def _get_job(job_id: int) -> store.Job:
+    return await get_job_or_404(services(), job_id)
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -376,27 +382,42 @@ async def finish_job(job_id: int) -> Response:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _wants_sse() -> bool:
-    fmt = request.args.get("format")
+@dataclasses.dataclass
+class LogAnswer:
+    """What GET /api/jobs/{id}/log answers, before any framework renders it."""
+
+    status: int
+    content_type: str | None
+    headers: dict[str, str]
+    body: AsyncIterator[bytes] | None  # None: no body (204)
+
+
+async def open_log(
+    svc: Services,
+    job_id: int,
+    *,
+    accept: str | None,
+    last_event_id: str | None,
+    args: Mapping[str, str],
+) -> LogAnswer:
+    """GET /api/jobs/{id}/log without the framework: the SSE stream (resumable by
+    Last-Event-ID) or the raw text (`follow=1` keeps it open). Served by the ASGI fast path
+    (fastpath.py) and by the Quart route below alike.
+    """
+    fmt = args.get("format")
     if fmt is not None:
         if fmt not in ("sse", "text"):
             raise BadRequest("format must be sse or text", field="format")
-        return fmt == "sse"
-    return "text/event-stream" in request.headers.get("Accept", "")
-
-
-@bp.get("/api/jobs/<int:job_id>/log")
-async def read_log(job_id: int) -> Response:
-    """The log as an SSE stream (resumable by Last-Event-ID) or as raw text (`follow=1`)."""
-    wants_sse = _wants_sse()
-    header = request.headers.get("Last-Event-ID")
-    resumed = sse.parse_last_event_id(header)
-    if header is not None and resumed is None:
+        wants_sse = fmt == "sse"
+    else:
+        wants_sse = "text/event-stream" in (accept or "")
+    resumed = sse.parse_last_event_id(last_event_id)
+    if last_event_id is not None and resumed is None:
         raise BadRequest("Last-Event-ID must be a line number (digits only)")
-    after = _int_arg("after", None)
-    tail = _int_arg("tail", None)
-    follow_text = request.args.get("follow", "0").lower() in ("1", "true", "yes")
-    job = await _get_job(job_id)
+    after = parse_int("after", args.get("after"), None)
+    tail = parse_int("tail", args.get("tail"), None)
+    follow_text = args.get("follow", "0").lower() in ("1", "true", "yes")
+    job = await get_job_or_404(svc, job_id)
     if resumed is not None:
         cursor = resumed
     elif after is not None:
@@ -405,11 +426,10 @@ async def read_log(job_id: int) -> Response:
         cursor = max(0, job.line_count - tail)
     else:
         cursor = 0
-    svc = services()
     end = JobEnd(job.status, job.exit_code, job.line_count) if job.finished else None
     if wants_sse and end is not None and resumed is not None and resumed >= job.line_count:
         # Nothing left to send: 204 tells EventSource to stop reconnecting.
-        return Response("", status=204, headers={"Cache-Control": "no-cache"})
+        return LogAnswer(204, None, {"Cache-Control": "no-cache"}, None)
     stream = svc.hub.follow(
         job_id,
         cursor,
@@ -419,13 +439,27 @@ async def read_log(job_id: int) -> Response:
         retry_ms=svc.settings.retry_ms,
     )
     if wants_sse:
-        response = Response(stream, content_type="text/event-stream", headers=SSE_HEADERS)
-    else:
-        response = Response(
-            stream,
-            content_type="text/plain; charset=utf-8",
-            headers=TEXT_STREAM_HEADERS if follow_text else {},
-        )
+        return LogAnswer(200, "text/event-stream", SSE_HEADERS, stream)
+    return LogAnswer(200, "text/plain; charset=utf-8",
+                     TEXT_STREAM_HEADERS if follow_text else {}, stream)
+
+
+@bp.get("/api/jobs/<int:job_id>/log")
+async def read_log(job_id: int) -> Response:
+    """The log as SSE or raw text (see open_log; logstream's own server uses fastpath.py)."""
+    answer = await open_log(
+        services(),
+        job_id,
+        accept=request.headers.get("Accept"),
+        last_event_id=request.headers.get("Last-Event-ID"),
+        args=request.args,
+    )
+    response = Response(
+        answer.body if answer.body is not None else "",
+        status=answer.status,
+        headers=answer.headers,
+        content_type=answer.content_type,
+    )
     response.timeout = None  # streams live as long as the job; Quart would cut them at 60 s
     return response
 

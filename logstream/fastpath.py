@@ -1,11 +1,13 @@
-"""The append route served as bare ASGI, in front of the Quart app.
+"""The two hot routes served as bare ASGI, in front of the Quart app.
 
 Runners append in small batches, often one line per request, so what the framework costs per
 request is what an append costs: an empty Quart route on Hypercorn takes about 550 us of CPU
 per request here, a bare ASGI callable under 300 us (`python -m bench.run ingest` measures
-both). `POST /api/jobs/{id}/lines` is therefore answered here, with the same core as the Quart
-route (`api.append_core`: same checks, same errors, same JSON); every other request, and this
-path with any other method, goes to Quart.
+both). And every viewer holds a log stream open for as long as it watches: through Quart each
+one also keeps a request object, its context and two extra tasks, and each chunk written
+passes one more layer. So `POST /api/jobs/{id}/lines` and `GET /api/jobs/{id}/log` are
+answered here, with the same cores as their Quart routes (`api.append_core`, `api.open_log`:
+same checks, same errors, same bytes); every other request goes to Quart.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy.exc import DBAPIError
 
-from .api import DRAIN_FACTOR, DRAIN_SECONDS, append_core
+from .api import DRAIN_FACTOR, DRAIN_SECONDS, append_core, open_log
 from .errors import ApiError, BadRequest, TooLarge, Unavailable
 from .services import Services
 
@@ -30,7 +32,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-APPEND_PATH = re.compile(r"/api/jobs/([0-9]{1,30})/lines")
+ROUTE = re.compile(r"/api/jobs/([0-9]{1,30})/(lines|log)")
 
 
 class FastPaths:
@@ -40,13 +42,130 @@ class FastPaths:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match = APPEND_PATH.fullmatch(scope["path"])
+        if scope["type"] == "http":
+            match = ROUTE.fullmatch(scope["path"])
             services: Services | None = self.app.extensions.get("logstream")
             if match is not None and services is not None:
-                await _append(services, int(match[1]), scope, receive, send)
-                return
+                method = scope["method"]
+                if method == "POST" and match[2] == "lines":
+                    await _append(services, int(match[1]), scope, receive, send)
+                    return
+                if method == "GET" and match[2] == "log":
+                    await _log(services, int(match[1]), scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+
+def _headers(scope: Scope, *names: bytes) -> dict[bytes, str]:
+    """The first value of each wanted request header (names in lower case)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in names and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """The query parameters, first value of each (as Quart's request.args.get gives)."""
+    query = scope.get("query_string", b"")
+    if not query:
+        return {}
+    parsed = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    return {name: values[0] for name, values in parsed.items()}
+
+
+async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode("ascii")),
+        ],
+    })
+    await send({"type": "http.response.body", "body": data})
+
+
+def _error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for an exception, as app.py's Quart error handlers render it."""
+    if isinstance(error, ApiError):
+        return error.status, error.body()
+    if isinstance(error, (DBAPIError, ConnectionError)):
+        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        unavailable = Unavailable("the store is unavailable; retry shortly")
+        return unavailable.status, unavailable.body()
+    log.exception("unhandled error", exc_info=error)
+    return 500, {"error": "internal", "message": "internal error; the request may be retried"}
+
+
+async def _log(
+    services: Services, job_id: int, scope: Scope, receive: Receive, send: Send
+) -> None:
+    headers = _headers(scope, b"accept", b"last-event-id")
+    try:
+        answer = await open_log(
+            services,
+            job_id,
+            accept=headers.get(b"accept"),
+            last_event_id=headers.get(b"last-event-id"),
+            args=_query(scope),
+        )
+    except Exception as error:
+        await _answer(send, *_error_answer(error))
+        return
+    raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                   for name, value in answer.headers.items()]
+    if answer.content_type is not None:
+        raw_headers.append((b"content-type", answer.content_type.encode("latin-1")))
+    if answer.body is None:
+        raw_headers.append((b"content-length", b"0"))
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": raw_headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _stream(answer.status, raw_headers, answer.body, receive, send)
+
+
+async def _stream(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: AsyncIterator[bytes],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Send a streamed body until it ends or the client leaves.
+
+    The server tells the app a client left by `http.disconnect` on receive(); a watcher waits
+    for it and cancels this task, which ends the stream's generator (its `finally` releases
+    the feed). Only that cancellation is absorbed here; any other (server shutdown) goes on.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                left = True
+                task.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+    finally:
+        watcher.cancel()
+        await body.aclose()  # type: ignore[attr-defined]
 
 
 class _Body:
@@ -100,50 +219,22 @@ class _Body:
 async def _append(
     services: Services, job_id: int, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    authorization = content_type = None
-    declared: int | None = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"content-type":
-            content_type = value.decode("latin-1")
-        elif name == b"content-length" and value.isdigit():
-            declared = int(value)
-    query = scope.get("query_string", b"")
-    first_arg = None
-    if query:
-        values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("first")
-        first_arg = values[0] if values else None
+    headers = _headers(scope, b"authorization", b"content-type", b"content-length")
+    length = headers.get(b"content-length")
+    declared = int(length) if length is not None and length.isdigit() else None
     body = _Body(receive, declared, services.settings.max_body_bytes)
     try:
         payload = await append_core(
             services,
             job_id,
-            authorization=authorization,
-            content_type=content_type,
-            first_arg=first_arg,
+            authorization=headers.get(b"authorization"),
+            content_type=headers.get(b"content-type"),
+            first_arg=_query(scope).get("first"),
             read_body=body.read,
         )
         status = 200
-    except ApiError as error:
-        payload, status = error.body(), error.status
-    except (DBAPIError, ConnectionError) as error:
-        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
-        unavailable = Unavailable("the store is unavailable; retry shortly")
-        payload, status = unavailable.body(), unavailable.status
-    except Exception:
-        log.exception("unhandled error in append")
-        payload, status = {"error": "internal",
-                           "message": "internal error; the request may be retried"}, 500
+    except Exception as error:
+        status, payload = _error_answer(error)
     if status >= 400:
         await body.drain()
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode("ascii")),
-        ],
-    })
-    await send({"type": "http.response.body", "body": data})
+    await _answer(send, status, payload)

@@ -8,6 +8,7 @@ client that goes away mid-body.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -133,3 +134,41 @@ def test_client_leaving_mid_body_stores_nothing_and_server_carries_on(
     assert r.status_code == 200 and r.json()["line_count"] == 1
     assert _lines(small_server.url, job) == ["after"]
     assert "Traceback" not in small_server.logs()
+
+
+async def test_quart_routes_serve_the_same_cores_without_the_fast_path(tmp_path: Path) -> None:
+    """The app run on its own (no FastPaths in front) still appends and reads the same way."""
+    from logstream.app import create_app
+    from logstream.config import Settings
+    from logstream.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'quart.db'}"
+    upgrade(url)
+    app = create_app(Settings.from_env({}, database_url=url, heartbeat=1.0))
+    async with app.test_app() as test_app, asyncio.timeout(20):
+        client = test_app.test_client()
+        r = await client.post("/api/jobs", json={"name": "plain"})
+        assert r.status_code == 201
+        job = await r.get_json()
+        headers = {"Authorization": f"Bearer {job['token']}"}
+        r = await client.post(f"/api/jobs/{job['id']}/lines", json={"lines": ["a", "b"]},
+                              headers=headers)
+        assert r.status_code == 200 and (await r.get_json())["line_count"] == 2
+        r = await client.post(f"/api/jobs/{job['id']}/lines?first=3", data="c\n",
+                              headers={**headers, "Content-Type": "text/plain"})
+        assert r.status_code == 200 and (await r.get_json())["last"] == 3
+        r = await client.post(f"/api/jobs/{job['id']}/lines", json={"lines": ["x\ny"]},
+                              headers=headers)
+        assert r.status_code == 400 and (await r.get_json())["field"] == "lines"
+        r = await client.post(f"/api/jobs/{job['id']}/finish",
+                              json={"status": "succeeded", "exit_code": 0}, headers=headers)
+        assert r.status_code == 200
+        r = await client.get(f"/api/jobs/{job['id']}/log?format=text")
+        assert r.status_code == 200 and await r.get_data() == b"a\nb\nc\n"
+        r = await client.get(f"/api/jobs/{job['id']}/log?format=sse&after=1")
+        body = (await r.get_data()).decode()
+        assert r.headers["Content-Type"] == "text/event-stream"
+        assert "id: 2\ndata: b\n\nid: 3\ndata: c\n\n" in body and "event: end" in body
+        r = await client.get(f"/api/jobs/{job['id']}/log", headers={
+            "Accept": "text/event-stream", "Last-Event-ID": "3"})
+        assert r.status_code == 204
