@@ -20,11 +20,19 @@ log = logging.getLogger(__name__)
 
 Format = Literal["sse", "text"]
 
-# Wake-ups are coalesced under load: a feed rings its readers at most once per
-# min(MAX_LINGER, readers * LINGER_PER_READER) seconds, so that with many readers each one
-# writes more lines less often instead of spending the core on one write per batch.
-LINGER_PER_READER = 100e-6
-MAX_LINGER = 0.1
+# Wake-ups are coalesced under load: a feed rings its readers at most once per linger, so
+# that with many readers each one writes more lines less often instead of spending the core on
+# one write per batch. The linger is the larger of readers * LINGER_PER_READER and
+# ROUND_SHARE times the time the last ring took to be served (from the ring until every reader
+# it woke was waiting again), capped at MAX_LINGER: when writing to every reader takes longer
+# (a slower or busier machine), rings space out so that appends and new streams still get
+# their share of the loop.
+LINGER_PER_READER = 50e-6
+ROUND_SHARE = 2.0
+MAX_LINGER = 0.15
+# A ring wakes this many readers per turn of the event loop: between slices the loop serves
+# other sockets (an append waiting behind a ring of 10,000 readers would wait for all of them).
+RING_SLICE = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +77,9 @@ class Feed:
         self._chunk_key: tuple[int, int] = (0, 0)
         self._chunk: bytes = b""
         self._last_ring = 0.0
+        self._round_start = 0.0
+        self._round_left = 0  # readers woken by the last ring that are not waiting again yet
+        self.round_time = 0.0
         self._ring_pending: asyncio.TimerHandle | None = None
 
     # --- for readers ------------------------------------------------------------------------
@@ -80,6 +91,13 @@ class Feed:
         future = self._loop.create_future()
         self._sleepers.append(future)
         return future
+
+    def served(self) -> None:
+        """A reader the last ring woke has written what it had and waits again."""
+        if self._round_left > 0:
+            self._round_left -= 1
+            if self._round_left == 0:
+                self.round_time = time.monotonic() - self._round_start
 
     def chunk_after(self, cursor: int, limit: int, fmt: Format) -> tuple[bytes, int] | None:
         """The encoded lines after `cursor` (at most `limit`) and the new cursor.
@@ -186,7 +204,9 @@ class Feed:
         """Ring now, or, if the last ring was very recent and many readers wait, a bit later."""
         if self._ring_pending is not None:
             return  # the pending ring will show these lines too
-        linger = min(MAX_LINGER, self.readers * LINGER_PER_READER)
+        linger = min(
+            MAX_LINGER, max(self.readers * LINGER_PER_READER, ROUND_SHARE * self.round_time)
+        )
         delay = self._last_ring + linger - time.monotonic()
         if delay <= 0:
             self.ring()
@@ -198,11 +218,18 @@ class Feed:
         if self._ring_pending is not None:
             self._ring_pending.cancel()
             self._ring_pending = None
-        self._last_ring = time.monotonic()
+        self._last_ring = self._round_start = time.monotonic()
         sleepers, self._sleepers = self._sleepers, []
-        for future in sleepers:
+        self._round_left = sum(1 for future in sleepers if not future.done())
+        self._wake(sleepers, 0)
+
+    def _wake(self, sleepers: list[asyncio.Future[None]], start: int) -> None:
+        stop = start + RING_SLICE
+        for future in sleepers[start:stop]:
             if not future.done():
                 future.set_result(None)
+        if stop < len(sleepers):
+            self._loop.call_soon(self._wake, sleepers, stop)
 
     def close(self) -> None:
         """Stop fetching; the hub drops this feed."""

@@ -173,6 +173,7 @@ class Hub:
         assert self.closing_future is not None, "hub not started"
         feed: Feed | None = None
         waiter: asyncio.Future[None] | None = None
+        rung = False  # woken by a ring and not yet waiting again (see Feed.served)
         prefetch = _Prefetch(self)
         self.streams += 1
         quiet = self.heartbeat * 2 / 3  # with ticks every heartbeat/3: silence <= heartbeat
@@ -188,6 +189,7 @@ class Hub:
                 if feed is None and end is None and live:
                     feed = self.acquire(job_id)
                 if feed is not None and (waiter is None or waiter.done()):
+                    rung = waiter is not None
                     waiter = feed.arm()  # kept armed while we write, re-armed once rung
                 chunk: bytes | None = None
                 if feed is not None:
@@ -212,6 +214,9 @@ class Hub:
                     return
                 assert waiter is not None
                 # The feed rings for new lines, its end, the heartbeat tick and shutdown.
+                if rung and feed is not None:
+                    feed.served()
+                    rung = False
                 await waiter
                 if fmt == "sse" and time.monotonic() - last_write >= quiet:
                     yield sse.comment("ping")
