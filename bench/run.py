@@ -9,6 +9,7 @@ helpers to core 1. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import datetime as dt
 import functools
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="keep the temporary directory (databases, server logs)")
         parser.add_argument("--scenario-timeout", type=float, default=d(900.0),
                             help="seconds after which a scenario is abandoned (900)")
+        parser.add_argument("--peer", action="store_true", default=d(False),
+                            help="after each scenario, run it against the peer too (a typical"
+                                 " Python SSE service: sse-starlette on uvicorn, in memory;"
+                                 " bench/peer_starlette.py), in the same run; not selfcheck"
+                                 " or h2 (the peer serves no TLS); fan-out S>=1000 appends for"
+                                 " 3 s, since the peer delivers ~2% of what is asked")
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__,
@@ -166,7 +173,27 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[scenarios.Contex
                 scenarios.idle, counts=tuple(get("streams", [300] if quick else [1000, 10000])),
                 jobs=get("jobs", 100), open_batch=get("open_batch", 500),
                 reach_lines=get("reach_lines", 3 if quick else 5))))
-    return jobs
+    if not args.peer:
+        return jobs
+    with_peers: list[tuple[str, Callable[[scenarios.Context], Awaitable[scenarios.Result]]]] = []
+    for name, factory in jobs:
+        with_peers.append((name, factory))
+        if name.startswith(("h2", "selfcheck")):
+            continue
+        peer_factory = factory
+        if name.startswith("fanout") and isinstance(factory, functools.partial) and \
+                factory.keywords.get("readers", 0) >= 1000:
+            peer_factory = functools.partial(factory, duration=min(
+                factory.keywords["duration"], 3.0))
+        with_peers.append((f"peer {name}", _as_peer(peer_factory)))
+    return with_peers
+
+
+def _as_peer(factory: Callable[[scenarios.Context], Awaitable[scenarios.Result]]
+             ) -> Callable[[scenarios.Context], Awaitable[scenarios.Result]]:
+    def run(ctx: scenarios.Context) -> Awaitable[scenarios.Result]:
+        return factory(dataclasses.replace(ctx, peer="peer_starlette"))
+    return run
 
 
 def render_table(figures: list[Figure]) -> str:
@@ -222,7 +249,7 @@ async def run_all(args: argparse.Namespace, ctx: scenarios.Context,
         result.raw["scenario_seconds"] = round(took, 1)
         result.raw["loadavg_before_after"] = [round(load_before[0], 2),
                                               round(os.getloadavg()[0], 2)]
-        raw[result.name] = result.raw
+        raw[("peer " if name.startswith("peer ") else "") + result.name] = result.raw
         for fig in result.figures:
             print(f"    {fig.figure}: {fig.value}", file=sys.stderr, flush=True)
 

@@ -52,6 +52,23 @@ class Context:
     pin: bool = True
     profile: bool = False
     tls: dict[str, str] | None = None  # certfile, keyfile, cafile (made on first use)
+    # The server under test: logstream, or a peer module (`python -m MODULE PORT`).
+    peer: str | None = None
+
+    def label(self, text: str) -> str:
+        """A figure's scenario label, naming the peer when it is not logstream."""
+        return f"[{PEERS[self.peer]}] {text}" if self.peer else text
+
+    def server(self, name: str, **kwargs: Any) -> BenchServer:
+        """The server a scenario measures (not started)."""
+        if self.peer:
+            return BenchServer(self.workdir, name=f"{self.peer}-{name}", pin=self.pin,
+                               module_args=[f"bench.{self.peer}"])
+        return BenchServer(self.workdir, name=name, pin=self.pin, **kwargs)
+
+
+# Peers the bench can run in the same session as logstream (`--peer`).
+PEERS = {"peer_starlette": "peer: sse-starlette on uvicorn, in memory"}
 
 
 @dataclasses.dataclass
@@ -118,9 +135,9 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
     if p99_target_ms is None:
         p99_target_ms = 250.0 if readers >= 1000 else 50.0
     tls = ctx.tls if h2 else None
-    server = BenchServer(ctx.workdir, name=name, pin=ctx.pin,
-                         certfile=tls["certfile"] if tls else None,
-                         keyfile=tls["keyfile"] if tls else None)
+    label = ctx.label(label)
+    server = ctx.server(name, certfile=tls["certfile"] if tls else None,
+                        keyfile=tls["keyfile"] if tls else None)
     server.start()
     streams: list[Any] = []
     appender: asyncio.subprocess.Process | None = None
@@ -339,8 +356,8 @@ async def _read_one(port: int, path: str, accept: str, sink: Any) -> tuple[float
 async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
                   sse_target_s: float = 3.0) -> Result:
     """Build a finished log of `lines` lines, then read it from line 1 (SSE, raw text)."""
-    label = f"catch-up {lines:,} lines"
-    server = BenchServer(ctx.workdir, name="catchup", pin=ctx.pin)
+    label = ctx.label(f"catch-up {lines:,} lines")
+    server = ctx.server("catchup")
     server.start()
     raw: dict[str, Any] = {"lines": lines, "line_bytes": LINE_BYTES, "ingest_batch": ingest_batch}
     figures: list[Figure] = []
@@ -463,18 +480,21 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
     raw: dict[str, Any] = {"seconds_per_mode": seconds}
 
     # The raw SQLite limit first, on the server's core while no server runs.
-    sqlite = await _sqlite_raw(ctx, sqlite_seconds)
-    raw["sqlite_raw"] = sqlite
-    batched_rate = sqlite["batched"]["rows_per_s"]
-    for key, label in (("batched", "1,000 rows per transaction"),
-                       ("single", "1 row per transaction")):
-        r = sqlite[key]
-        figures.append(Figure(
-            "raw SQLite (sqlite3, WAL, sync=NORMAL)", label, f"{fmt_int(r['rows_per_s'])} rows/s",
-            "(reference)", None, server_cpu_s=r["cpu_s"], loadgen_cpu_s=0.0,
-            window_s=r["seconds"], other_core0_s=r.get("other_core0_s")))
+    batched_rate = 0.0
+    if not ctx.peer:  # the references are measured once, in logstream's own pass
+        sqlite = await _sqlite_raw(ctx, sqlite_seconds)
+        raw["sqlite_raw"] = sqlite
+        batched_rate = sqlite["batched"]["rows_per_s"]
+        for key, label in (("batched", "1,000 rows per transaction"),
+                           ("single", "1 row per transaction")):
+            r = sqlite[key]
+            figures.append(Figure(
+                "raw SQLite (sqlite3, WAL, sync=NORMAL)", label,
+                f"{fmt_int(r['rows_per_s'])} rows/s", "(reference)", None,
+                server_cpu_s=r["cpu_s"], loadgen_cpu_s=0.0, window_s=r["seconds"],
+                other_core0_s=r.get("other_core0_s")))
 
-    server = BenchServer(ctx.workdir, name="ingest", pin=ctx.pin)
+    server = ctx.server("ingest")
     server.start()
     try:
         control = await HttpConnection(HOST, server.port).connect()
@@ -534,13 +554,16 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
                 met = consistent and acked / elapsed >= batched_rate / 2
             elif not consistent:
                 met = False
-            figures.append(_cpu(Figure("ingest (durable, 200 = committed)", title, value,
+            if ctx.peer:
+                target, met = "(peer, in memory: not durable)", None
+            figures.append(_cpu(Figure(ctx.label("ingest (durable, 200 = committed)"
+                                                 if not ctx.peer else "ingest"), title, value,
                                        target, met), meter))
         await control.close()
         raw["server_errors_logged"] = len(server.errors_logged())
     finally:
         server.stop()
-    if 1 in batches:
+    if 1 in batches and not ctx.peer:
         raw["floor"] = await _floor(ctx, seconds, concurrency, figures)
     return Result("ingest", figures, raw)
 
@@ -646,8 +669,8 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
     for count in counts:
         targeted = count >= 10000
         # A: streams spread over `jobs` idle jobs.
-        label = f"idle {count:,} streams / {jobs} jobs"
-        server = BenchServer(ctx.workdir, name=f"idle{count}", pin=ctx.pin)
+        label = ctx.label(f"idle {count:,} streams / {jobs} jobs")
+        server = ctx.server(f"idle{count}")
         server.start()
         streams: list[H1SseStream] = []
         try:
@@ -685,8 +708,8 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             server.stop()
 
         # B: all streams on one job; time for one appended line to reach every reader.
-        label = f"idle {count:,} streams / 1 job"
-        server = BenchServer(ctx.workdir, name=f"idle{count}-one", pin=ctx.pin)
+        label = ctx.label(f"idle {count:,} streams / 1 job")
+        server = ctx.server(f"idle{count}-one")
         server.start()
         streams = []
         try:

@@ -78,7 +78,8 @@ class Feed:
         self._chunk: bytes = b""
         self._last_ring = 0.0
         self._round_start = 0.0
-        self._round_left = 0  # readers woken by the last ring that are not waiting again yet
+        self._round_size = 0  # readers the last ring woke
+        self._round_left = 0  # of those, how many must still wait again for it to count served
         self.round_time = 0.0
         self._ring_pending: asyncio.TimerHandle | None = None
 
@@ -218,9 +219,16 @@ class Feed:
         if self._ring_pending is not None:
             self._ring_pending.cancel()
             self._ring_pending = None
-        self._last_ring = self._round_start = time.monotonic()
+        now = time.monotonic()
+        if self._round_left * 10 > self._round_size:
+            # Most of the last ring is not served yet: it takes at least this long.
+            self.round_time = max(self.round_time, now - self._round_start)
+        self._last_ring = self._round_start = now
         sleepers, self._sleepers = self._sleepers, []
-        self._round_left = sum(1 for future in sleepers if not future.done())
+        self._round_size = sum(1 for future in sleepers if not future.done())
+        # Served when all but 1% are waiting again: a few readers stuck on slow sockets do not
+        # hold the measurement up.
+        self._round_left = self._round_size - self._round_size // 100
         self._wake(sleepers, 0)
 
     def _wake(self, sleepers: list[asyncio.Future[None]], start: int) -> None:

@@ -97,3 +97,40 @@ async def test_shutdown_ends_waiting_streams(services: Services) -> None:
     services.hub.begin_shutdown()
     await asyncio.wait_for(task, 2)
     assert b"server shutting down" in chunks[-1] and b"retry: 100" in chunks[-1]
+
+
+async def test_many_readers_are_rung_in_slices_and_all_get_everything(
+    services: Services,
+) -> None:
+    """More readers than one ring slice: every one is woken (over several loop turns), reads
+    every line once, and the feed learns how long serving a ring took (its adaptive linger)."""
+    from logstream.feed import RING_SLICE
+
+    count = RING_SLICE * 2 + 17
+    job, _token = await services.writer.create_job("j", {})
+    readers = [asyncio.create_task(_read(services, job.id)) for _ in range(count)]
+    while job.id not in services.hub.feeds or services.hub.feeds[job.id].readers < count:
+        await asyncio.sleep(0.01)
+    feed = services.hub.feeds[job.id]
+    await asyncio.sleep(0.1)  # all waiting on their doorbells
+    for start in range(0, 300, 30):
+        await services.writer.append(job.id, [f"l{n}" for n in range(start, start + 30)], None)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert feed.round_time > 0  # a ring was served to the end and timed
+    await services.writer.finish(job.id, "succeeded", 0, None)
+    results = await asyncio.wait_for(asyncio.gather(*readers), 20)
+    assert all(ids == list(range(1, 301)) for ids in results)
+
+
+def test_event_loop_setting() -> None:
+    from logstream.config import SettingsError
+    from logstream.server import loop_factory
+
+    assert loop_factory(Settings.from_env({}, event_loop="asyncio")) is None
+    import uvloop
+
+    assert loop_factory(Settings.from_env({})) is uvloop.new_event_loop
+    assert loop_factory(Settings.from_env({"LOGSTREAM_EVENT_LOOP": "uvloop"})) is not None
+    with pytest.raises(SettingsError, match="event_loop"):
+        Settings.from_env({"LOGSTREAM_EVENT_LOOP": "trio"})
