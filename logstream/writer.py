@@ -60,7 +60,8 @@ class AppendResult:
 
     def to_json(self) -> dict[str, int]:
         """The JSON answer to an append."""
-        return dataclasses.asdict(self)
+        return {"first": self.first, "last": self.last, "line_count": self.line_count,
+                "stored": self.stored, "skipped": self.skipped}
 
 
 @dataclasses.dataclass
