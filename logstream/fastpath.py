@@ -156,8 +156,13 @@ async def _stream(
     watcher = asyncio.ensure_future(watch())
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        async for chunk in body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception:
+            # Streams never raise (follow.Hub.follow); if one did, end the body anyway: an
+            # unfinished HTTP/2 stream is neither ended nor reset, and the browser would hang.
+            log.exception("stream body failed")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not left:

@@ -13,7 +13,7 @@ import http.client
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -172,3 +172,55 @@ async def test_quart_routes_serve_the_same_cores_without_the_fast_path(tmp_path:
         r = await client.get(f"/api/jobs/{job['id']}/log", headers={
             "Accept": "text/event-stream", "Last-Event-ID": "3"})
         assert r.status_code == 204
+
+
+async def test_a_stream_body_that_fails_still_ends_the_response() -> None:
+    """PITFALLS 2: an unfinished HTTP/2 body hangs the browser; the fast path always ends it."""
+    from logstream.fastpath import _stream
+
+    sent: list[dict[str, object]] = []
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(dict(message))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 100\n\n"
+        raise RuntimeError("boom")
+
+    await asyncio.wait_for(_stream(200, [], body(), receive, send), 5)
+    assert [m["type"] for m in sent] == [
+        "http.response.start", "http.response.body", "http.response.body"]
+    assert sent[-1]["more_body"] is False
+
+
+async def test_a_client_leaving_cancels_only_its_stream() -> None:
+    from logstream.fastpath import _stream
+
+    left = asyncio.Event()
+    closed: list[bool] = []
+
+    async def receive() -> dict[str, object]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b": ping\n\n"
+                await asyncio.sleep(0.01)
+        finally:
+            closed.append(True)
+
+    task = asyncio.create_task(_stream(200, [], body(), receive, send))
+    await asyncio.sleep(0.05)
+    left.set()
+    await asyncio.wait_for(task, 5)  # returns normally: the disconnect is not an error
+    assert closed == [True] and not task.cancelled()
