@@ -489,7 +489,8 @@ async def read_lines(job_id: int) -> Response:
 
 @bp.get("/api/jobs/<int:job_id>/search")
 async def search_log(job_id: int) -> Response:
-    """Line numbers whose visible text contains `q` (case-insensitive unless case=1)."""
+    """Line numbers whose visible text contains `q` (case-insensitive unless case=1), after
+    line `after` (default 0: the whole log): the next page of hits starts after the last one."""
     query = request.args.get("q", "")
     if not query:
         raise BadRequest("q must be a non-empty search text", field="q")
@@ -497,13 +498,14 @@ async def search_log(job_id: int) -> Response:
         raise BadRequest("q must be at most 1000 characters", field="q")
     case = request.args.get("case", "0").lower() in ("1", "true", "yes")
     limit = _int_arg("limit", 1000, minimum=1, maximum=10_000)
-    assert limit is not None
+    after = _int_arg("after", 0)
+    assert limit is not None and after is not None
     await _get_job(job_id)
     result = await search.search_log(
-        services().engine, job_id, query, case=case, limit=limit
+        services().engine, job_id, query, case=case, limit=limit, after=after
     )
     return _json(
-        {"query": query, "count": result.count, "lines": result.lines,
+        {"query": query, "after": after, "count": result.count, "lines": result.lines,
          "truncated": result.truncated}
     )
 

@@ -31,13 +31,13 @@ class SearchResult:
 
 
 async def search_log(
-    engine: AsyncEngine, job_id: int, query: str, *, case: bool, limit: int
+    engine: AsyncEngine, job_id: int, query: str, *, case: bool, limit: int, after: int = 0
 ) -> SearchResult:
-    """Scan the job's lines in pages (one short connection each) for `query`."""
+    """Scan the job's lines after line `after` in pages (one short connection each) for
+    `query`: the first `limit` matching line numbers, and how many match after `after`."""
     needle = query if case else query.lower()
     found: list[int] = []
     count = 0
-    after = 0
     while True:
         async with engine.connect() as conn:
             rows = await store.read_lines(conn, job_id, after, PAGE)

@@ -263,6 +263,27 @@ def test_search_finds_a_line_near_the_start_of_a_huge_log(
     wait_state(page, f"s.search.index === {hits['index']}")
 
 
+def test_search_walks_past_the_first_page_of_hits(
+    shared_server: ServerProcess, big_job: dict[str, Any], page: Any
+) -> None:
+    """More hits than one page holds (1,000): stepping past the last fetches the next page."""
+    page.goto(f"{shared_server.url}/jobs/{big_job['id']}")
+    wait_for_viewer(page)
+    page.locator("#search").fill("step 1")
+    page.locator("#search").press("Enter")
+    wait_state(page, "s.search.query === 'step 1' && !s.search.searching")
+    hits = state(page)["search"]
+    # 1, 10-19, 100-199 but 123, 1000-1999, 10000-19999, 100000
+    assert hits["count"] == 11_111 and hits["matches"] == 1000 and hits["truncated"]
+    page.evaluate("window.__logstream.searchGo(999)")
+    wait_state(page, "s.search.current === 1889")
+    page.locator("#search-next").click()
+    wait_state(page, "s.search.index === 1000 && s.search.matches > 1000")
+    assert state(page)["search"]["current"] == 1890
+    visible_line(page, 1890)
+    assert page.locator("#search-count").inner_text() == "1,001 / 11,111"
+
+
 def test_a_line_of_html_stays_text(shared_server: ServerProcess, page: Any) -> None:
     base = shared_server.url
     job = create_job(base, "xss")

@@ -88,7 +88,7 @@ async def test_search_matches_visible_text_over_whole_log(shared_server: ServerP
                                   json={"lines": lines[start:start + 4000]}, headers=auth(job))
             assert r.status_code == 200
         r = await client.get(f"/api/jobs/{job['id']}/search", params={"q": "error"})
-        assert r.json() == {"query": "error", "count": 2, "lines": [3, 11001],
+        assert r.json() == {"query": "error", "after": 0, "count": 2, "lines": [3, 11001],
                             "truncated": False}
         r = await client.get(f"/api/jobs/{job['id']}/search",
                              params={"q": "error", "case": "1"})
@@ -97,6 +97,17 @@ async def test_search_matches_visible_text_over_whole_log(shared_server: ServerP
         body = r.json()
         assert body["lines"] == [1, 10, 11, 12, 13] and body["truncated"]
         assert body["count"] == 1 + 10 + 100 + 1000 + 2001 - 1  # "line 1..." minus line 11001
+        # The next page of hits starts after the last one; count is of what is after it.
+        r = await client.get(f"/api/jobs/{job['id']}/search",
+                             params={"q": "line 1", "limit": 5, "after": 13})
+        body = r.json()
+        assert body["lines"] == [14, 15, 16, 17, 18] and body["after"] == 13
+        assert body["count"] == 1 + 10 + 100 + 1000 + 2001 - 1 - 5
+        r = await client.get(f"/api/jobs/{job['id']}/search",
+                             params={"q": "error", "after": 11001})
+        assert r.json()["lines"] == [] and r.json()["count"] == 0
+        r = await client.get(f"/api/jobs/{job['id']}/search", params={"q": "x", "after": "-1"})
+        assert r.status_code == 400 and r.json()["field"] == "after"
         r = await client.get(f"/api/jobs/{job['id']}/search")
         assert r.status_code == 400 and r.json()["error"] == "bad_request"
         r = await client.get("/api/jobs/999999/search", params={"q": "x"})

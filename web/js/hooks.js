@@ -56,5 +56,6 @@ export function hooks(viewer) {
     follow: () => viewer.resumeFollowing(),
     search: (query) => viewer.search.run(query),
     searchNext: () => viewer.search.step(1),
+    searchGo: (index) => viewer.search._go(index),
   };
 }

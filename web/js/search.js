@@ -21,6 +21,7 @@ export class Search {
     this.generation = 0;
     this.pending = null;
     this.error = null;
+    this.loadingMore = false;
   }
 
   wire() {
@@ -157,11 +158,44 @@ export class Search {
     this.viewer._scheduleRender();
   }
 
-  step(delta) {
+  async step(delta) {
     if (!this.matches.length) return this.summary();
+    if (delta > 0 && this.index === this.matches.length - 1 && this.truncated && !this.partial) {
+      // Past the last hit this page holds, and the log has more: fetch the next page of hits.
+      if (await this._loadMore()) {
+        this._go(this.index + 1);
+        return this.summary();
+      }
+    }
     const size = this.matches.length;
     this._go(((this.index < 0 ? (delta > 0 ? -1 : 0) : this.index) + delta + size) % size);
     return this.summary();
+  }
+
+  /** The next page of hits after the last one held (the server counts from there). */
+  async _loadMore() {
+    if (this.loadingMore) return false;
+    const token = this.runToken;
+    const last = this.matches[this.matches.length - 1];
+    this.loadingMore = true;
+    try {
+      const body = await getJSON(`/api/jobs/${this.viewer.jobId}/search?q=`
+        + `${encodeURIComponent(this.query)}&case=${this.caseSensitive ? 1 : 0}`
+        + `&limit=${LIMIT}&after=${last}`);
+      if (token !== this.runToken) return false; // a newer search started meanwhile
+      const more = (body.lines || []).filter((n) => n > last);
+      this.truncated = !!body.truncated && more.length > 0;
+      if (!more.length) return false;
+      this.matches = this.matches.concat(more);
+      for (const n of more) this.matchSet.add(n);
+      this.generation++;
+      this.viewer._scheduleRender();
+      return true;
+    } catch (error) {
+      return false; // the hits held stay navigable; the next step tries again
+    } finally {
+      this.loadingMore = false;
+    }
   }
 
   _go(index) {
@@ -174,9 +208,10 @@ export class Search {
   _renderCounter() {
     if (!this.query) return this._showCounter("");
     if (!this.matches.length) return this._showCounter("No results");
-    const total = this.truncated ? `${formatCount(this.matches.length)}+` : formatCount(this.count);
+    // The server counts every hit in the log, also those past the pages of hits fetched so far.
+    const total = formatCount(Math.max(this.count, this.matches.length));
     const where = this.partial ? " (loaded lines)" : "";
-    this._showCounter(`${this.index + 1} / ${total}${where}`);
+    this._showCounter(`${formatCount(this.index + 1)} / ${total}${where}`);
   }
 
   _showCounter(text) {
