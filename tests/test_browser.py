@@ -284,6 +284,45 @@ def test_search_walks_past_the_first_page_of_hits(
     assert page.locator("#search-count").inner_text() == "1,001 / 11,111"
 
 
+def test_web_addresses_become_links_and_text_stays_the_same(
+    shared_server: ServerProcess, page: Any
+) -> None:
+    base = shared_server.url
+    job = create_job(base, "links")
+    lines = [
+        "artifacts at https://example.com/build/42). done",
+        "\x1b[32mhttps://ci.example/x?y=1&z=2\x1b[0m green",
+        "javascript:alert(1) and ftp://old.example/file stay text",
+        'http://a.example/"><img src=x onerror=alert(4)>',
+    ]
+    append(base, job, lines)
+    finish(base, job)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{base}/jobs/{job['id']}")
+    wait_for_viewer(page)
+    page.wait_for_function("() => window.__logstream.renderedLines().length === 4")
+    texts = [row["text"] for row in page.evaluate("window.__logstream.renderedLines()")]
+    assert texts == [
+        "artifacts at https://example.com/build/42). done",
+        "https://ci.example/x?y=1&z=2 green",
+        "javascript:alert(1) and ftp://old.example/file stay text",
+        'http://a.example/"><img src=x onerror=alert(4)>',
+    ]
+    links = page.evaluate("""() => [...document.querySelectorAll('#log a.loglink')].map(
+        (a) => [a.getAttribute('href'), a.textContent, a.target, a.rel])""")
+    assert links == [
+        ["https://example.com/build/42", "https://example.com/build/42", "_blank",
+         "noopener noreferrer nofollow"],
+        ["https://ci.example/x?y=1&z=2", "https://ci.example/x?y=1&z=2", "_blank",
+         "noopener noreferrer nofollow"],
+        ["http://a.example/", "http://a.example/", "_blank", "noopener noreferrer nofollow"],
+    ]
+    # The colored link keeps its color inside the link.
+    assert page.locator('#log .row[data-n="2"] a.loglink span').count() == 1
+    assert page.locator("#log img").count() == 0 and dialogs == []
+
+
 def test_a_line_of_html_stays_text(shared_server: ServerProcess, page: Any) -> None:
     base = shared_server.url
     job = create_job(base, "xss")

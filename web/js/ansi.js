@@ -155,16 +155,73 @@ function matchRanges(plain, needle, caseSensitive) {
   return ranges;
 }
 
+// Web addresses in log text become links (opened in a new tab). Only http(s), built with the
+// DOM (never parsed as HTML); trailing punctuation that usually ends a sentence is left out.
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`\x00-\x1f]+/g;
+const URL_TRAILING = /[.,;:!?'")\]}>]+$/;
+
+function linkRanges(plain) {
+  if (!plain.includes("http")) return [];
+  const ranges = [];
+  for (const match of plain.matchAll(URL_RE)) {
+    const url = match[0].replace(URL_TRAILING, "");
+    if (url.length > 10) ranges.push([match.index, match.index + url.length, url]);
+  }
+  return ranges;
+}
+
+/** Cut runs at link boundaries; the pieces inside a link carry its `href`. */
+function withLinks(runs, links) {
+  if (!links.length) return runs;
+  const out = [];
+  let pos = 0;
+  let l = 0;
+  for (const run of runs) {
+    const end = pos + run.text.length;
+    let start = pos;
+    while (start < end) {
+      while (l < links.length && links[l][1] <= start) l++;
+      const link = links[l];
+      if (!link || link[0] >= end) {
+        out.push({ text: run.text.slice(start - pos), style: run.style });
+        start = end;
+      } else if (link[0] > start) {
+        out.push({ text: run.text.slice(start - pos, link[0] - pos), style: run.style });
+        start = link[0];
+      } else {
+        const stop = Math.min(end, link[1]);
+        out.push({ text: run.text.slice(start - pos, stop - pos), style: run.style, href: link[2] });
+        start = stop;
+      }
+    }
+    pos = end;
+  }
+  return out;
+}
+
+function pieceNode(text, run) {
+  const node = styledNode(text, run.style);
+  if (!run.href) return node;
+  const a = document.createElement("a");
+  a.href = run.href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer nofollow";
+  a.className = "loglink";
+  a.append(node);
+  return a;
+}
+
 /**
- * Runs -> a DocumentFragment of text nodes and styled spans; search hits wrapped in <mark>.
- * `search` is {needle, caseSensitive} or null.
+ * Runs -> a DocumentFragment of text nodes and styled spans; web addresses as links, search
+ * hits wrapped in <mark>. `search` is {needle, caseSensitive} or null.
  */
 export function renderRuns(runs, search) {
   const fragment = document.createDocumentFragment();
   const plain = runs.map((run) => run.text).join("");
+  runs = withLinks(runs, linkRanges(plain));
   const ranges = search ? matchRanges(plain, search.needle, search.caseSensitive) : [];
   if (ranges.length === 0) {
-    for (const run of runs) if (run.text) fragment.append(styledNode(run.text, run.style));
+    for (const run of runs) if (run.text) fragment.append(pieceNode(run.text, run));
     return fragment;
   }
   let pos = 0;
@@ -176,15 +233,15 @@ export function renderRuns(runs, search) {
       while (r < ranges.length && ranges[r][1] <= start) r++;
       const range = ranges[r];
       if (!range || range[0] >= end) {
-        fragment.append(styledNode(run.text.slice(start - pos), run.style));
+        fragment.append(pieceNode(run.text.slice(start - pos), run));
         start = end;
       } else if (range[0] > start) {
-        fragment.append(styledNode(run.text.slice(start - pos, range[0] - pos), run.style));
+        fragment.append(pieceNode(run.text.slice(start - pos, range[0] - pos), run));
         start = range[0];
       } else {
         const stop = Math.min(end, range[1]);
         const mark = document.createElement("mark");
-        mark.append(styledNode(run.text.slice(start - pos, stop - pos), run.style));
+        mark.append(pieceNode(run.text.slice(start - pos, stop - pos), run));
         fragment.append(mark);
         start = stop;
       }
