@@ -36,7 +36,7 @@ ROUTE = re.compile(r"/api/jobs/([0-9]{1,30})/(lines|log)")
 
 
 class FastPaths:
-    """ASGI app: the append route directly, everything else through `app` (the Quart app)."""
+    """ASGI app: append and log stream directly, everything else through `app` (Quart)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
