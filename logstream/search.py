@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import store
 
-# CSI (colors, cursor moves), OSC (titles, hyperlinks), and the two-byte escapes.
+# CSI (colors, cursor moves), OSC (titles, hyperlinks), and the two-byte escapes. None of them
+# runs past a line end, so the pattern can be applied to many lines joined by LF at once.
 _ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
 )
 PAGE = 5000
+_LF = re.compile("\n")
 
 
 def visible(text: str) -> str:
-    """The text without escape sequences."""
+    """The text of one line without escape sequences (the reference `matching` agrees with)."""
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
@@ -43,11 +48,39 @@ async def search_log(
             rows = await store.read_lines(conn, job_id, after, PAGE)
         if not rows:
             break
-        for no, _ts, text in rows:
-            shown = visible(text)
-            if needle in (shown if case else shown.lower()):
-                count += 1
-                if len(found) < limit:
-                    found.append(no)
+        for no in matching(rows, needle, case):
+            count += 1
+            if len(found) < limit:
+                found.append(no)
         after = rows[-1][0]
     return SearchResult(count=count, lines=found, truncated=count > len(found))
+
+
+def matching(rows: Sequence[Sequence[Any]], needle: str, case: bool) -> list[int]:
+    """The numbers of the (no, ts, text) rows whose visible text contains `needle` (already
+    lower-cased unless `case`).
+
+    A page is searched as one string (its lines joined by LF, which no line contains): escapes
+    stripped, lower-cased and scanned by single C-level calls instead of three per line, then
+    each hit is mapped back to its line by the LF positions. A line counts once however many
+    times it matches.
+    """
+    if not needle or "\n" in needle:
+        return []
+    page = "\n".join([row[2] for row in rows])
+    if "\x1b" in page:
+        page = _ANSI.sub("", page)
+    if not case:
+        page = page.lower()
+    hits: list[int] = []
+    pos = page.find(needle)
+    if pos < 0:
+        return hits
+    ends = [m.start() for m in _LF.finditer(page)]  # ends[i]: the LF after line i
+    while pos >= 0:
+        line = bisect.bisect_left(ends, pos)
+        hits.append(rows[line][0])
+        if line >= len(ends):
+            break
+        pos = page.find(needle, ends[line] + 1)
+    return hits

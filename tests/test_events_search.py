@@ -112,3 +112,27 @@ async def test_search_matches_visible_text_over_whole_log(shared_server: ServerP
         assert r.status_code == 400 and r.json()["error"] == "bad_request"
         r = await client.get("/api/jobs/999999/search", params={"q": "x"})
         assert r.status_code == 404
+
+
+def test_page_search_agrees_with_line_by_line_matching() -> None:
+    """`search.matching` scans a page as one string; it must find exactly the lines a
+    line-by-line scan of the visible text finds, whatever the escapes and the Unicode."""
+    import random
+
+    from logstream.search import matching, visible
+
+    rng = random.Random(7)
+    pieces = ["error", "ERR", "\x1b[31m", "\x1b[0m", "OR", "\x1b]8;;http://x\x1b\\", "\x1b",
+              "[31m", "ΑΣ", "σ", "İ", "K", "k", " ", "\r", "\t", "é", "\x1b]0;title",
+              "\x07", "ß", "x"]
+    rows = [(n, 0, "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))))
+            for n in range(1, 3001)]
+    for query in ["error", "err", "or", "σ", "ς", "i̇", "k", "ss", "31m", "[31m", "\x1b",
+                  "title", " x", "r\r", "é", "ΑΣ"]:
+        for case in (False, True):
+            needle = query if case else query.lower()
+            expected = [no for no, _ts, text in rows
+                        if needle in (visible(text) if case else visible(text).lower())]
+            assert matching(rows, needle, case) == expected, (query, case)
+    assert matching(rows, "a\nb", False) == []
+    assert matching([], "x", False) == []
