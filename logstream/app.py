@@ -6,9 +6,9 @@ import logging
 from collections.abc import AsyncGenerator
 
 from quart import Quart, Response
-from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from . import store
 from .api import bp, error_response
 from .config import Settings
 from .errors import ApiError, TooLarge, Unavailable
@@ -60,14 +60,11 @@ def create_app(settings: Settings | None = None) -> Quart:
         api_error.code = error.name.lower().replace(" ", "_")
         return error_response(api_error)
 
-    @app.errorhandler(DBAPIError)
-    @app.errorhandler(ConnectionError)
-    async def on_store_error(error: Exception) -> Response:
-        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
-        return error_response(Unavailable("the store is unavailable; retry shortly"))
-
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:
+        if store.is_store_error(error):
+            log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+            return error_response(Unavailable("the store is unavailable; retry shortly"))
         log.exception("unhandled error", exc_info=error)
         api_error = ApiError("internal error; the request may be retried")
         api_error.status = 500

@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy.exc import DBAPIError
-
 from .api import DRAIN_FACTOR, DRAIN_SECONDS, append_core, open_log
 from .errors import ApiError, BadRequest, TooLarge, Unavailable
 from .services import Services
+from .store import is_store_error
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def _error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
     """Status and JSON body for an exception, as app.py's Quart error handlers render it."""
     if isinstance(error, ApiError):
         return error.status, error.body()
-    if isinstance(error, (DBAPIError, ConnectionError)):
+    if is_store_error(error):
         log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
         unavailable = Unavailable("the store is unavailable; retry shortly")
         return unavailable.status, unavailable.body()

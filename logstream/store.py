@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import job_events, jobs, lines
@@ -154,6 +156,20 @@ async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
     """The stored hash of a job's write token, or None for an unknown job."""
     rows = await fetch_raw(conn, _GET_TOKEN_HASH, job_id=job_id)
     return rows[0][0] if rows else None
+
+
+# Errors raised by the database drivers themselves: the hot paths (`Prepared.rows`,
+# `run_many`, `fetch_raw`) call the drivers directly, so theirs are not wrapped in SQLAlchemy's.
+_DRIVER_MODULES = ("asyncpg", "sqlite3", "aiosqlite", "sqlalchemy.dialects")
+
+
+def is_store_error(error: BaseException) -> bool:
+    """True when `error` says the database failed (connection lost, restarting, I/O, a
+    constraint), as opposed to a bug: the client gets 503 and retries."""
+    if isinstance(error, (DBAPIError, PoolTimeout, OSError)):  # OSError: refused, reset...
+        return True
+    module = type(error).__module__ or ""
+    return module.startswith(_DRIVER_MODULES)
 
 
 class Prepared:

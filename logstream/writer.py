@@ -19,7 +19,6 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -267,8 +266,13 @@ class Writer:
                 lines += nxt.size
             try:
                 await self._commit_batch(batch)
-            except Exception:  # never let the writer die: fail the batch, keep serving
-                log.exception("writer batch failed")
+            except Exception as error:  # never let the writer die: fail the batch, go on
+                if store.is_store_error(error):  # an outage, not a bug: one line, no traceback
+                    first = (str(error).splitlines() or [""])[0][:200]
+                    log.warning("writer batch failed, store unavailable: %s: %s",
+                                error.__class__.__name__, first)
+                else:
+                    log.exception("writer batch failed")
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(
@@ -278,8 +282,8 @@ class Writer:
     async def _commit_batch(self, batch: list[_Op[Any]]) -> None:
         try:
             done = await self._transaction(batch)
-        except SQLAlchemyError:
-            if len(batch) == 1:
+        except Exception as error:
+            if not store.is_store_error(error) or len(batch) == 1:
                 raise
             # Something below the client-error level failed; isolate it by going one by one.
             log.warning("batch of %d failed; retrying one operation per transaction", len(batch))

@@ -224,3 +224,25 @@ async def test_a_client_leaving_cancels_only_its_stream() -> None:
     left.set()
     await asyncio.wait_for(task, 5)  # returns normally: the disconnect is not an error
     assert closed == [True] and not task.cancelled()
+
+
+def test_driver_errors_are_503_and_bugs_500() -> None:
+    """The hot paths call the drivers directly, so their own exceptions (not SQLAlchemy's
+    wrappers) must still read as "store unavailable": a PostgreSQL restart is a 503, not a 500."""
+    import sqlite3
+
+    import asyncpg
+    from sqlalchemy.exc import InvalidRequestError
+
+    from logstream.fastpath import _error_answer
+    from logstream.store import is_store_error
+
+    for error in (asyncpg.exceptions.AdminShutdownError("terminating connection"),
+                  asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
+                  sqlite3.OperationalError("disk I/O error"), ConnectionRefusedError()):
+        assert is_store_error(error)
+        status, body = _error_answer(error)
+        assert status == 503 and body["error"] == "unavailable"
+    for bug in (ValueError("bug"), InvalidRequestError("bug")):
+        assert not is_store_error(bug)
+        assert _error_answer(bug)[0] == 500
