@@ -6,8 +6,9 @@ import asyncio
 import dataclasses
 import hmac
 import json
+import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, request
@@ -20,6 +21,7 @@ from .errors import (
     NotFound,
     TooLarge,
     Unauthorized,
+    Unavailable,
     UnsupportedMediaType,
 )
 from .follow import JobEnd
@@ -27,6 +29,7 @@ from .services import Services
 from .writer import hash_token
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger("logstream")
 
 MAX_NAME = 200
 MAX_META_BYTES = 16 * 1024
@@ -43,28 +46,50 @@ DRAIN_FACTOR = 4
 DRAIN_SECONDS = 2.0
 
 
-@bp.after_request
-async def _drain_request_body(response: Response) -> Response:
-    """Receive the rest of the request body before an early (error) answer goes out.
+async def read_limited(chunks: AsyncIterable[bytes], declared: int | None, limit: int) -> bytes:
+    """A request body of at most `limit` bytes (else 413), from its chunks as they arrive."""
+    if declared is not None and declared > limit:
+        raise TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def drain_limited(chunks: AsyncIterable[bytes], declared: int | None, limit: int) -> None:
+    """Receive (and drop) what is left of a request body before an error answer goes out.
 
     Hypercorn closes an HTTP/1.1 connection whose response ends before the request body
     has arrived, without sending `Connection: close`, so a keep-alive client's next request
     on it fails ("server disconnected"), and the unread data can turn the close into a reset
-    that loses the answer. Receiving the body (within bounds) avoids both.
+    that loses the answer. Receiving the body (within DRAIN_FACTOR x `limit` bytes and
+    DRAIN_SECONDS) avoids both.
     """
+    bound = limit * DRAIN_FACTOR
+    if declared is not None and declared > bound:
+        return
+    received = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > bound:
+                    break
+    except (TimeoutError, Exception):  # cut off or too slow: it closes, as it would
+        pass
+
+
+@bp.after_request
+async def _drain_request_body(response: Response) -> Response:
+    """An error answer to a request with a body: drain the body first (see drain_limited)."""
     if response.status_code >= 400 and request.method in ("POST", "PUT", "PATCH"):
-        limit = services().settings.max_body_bytes * DRAIN_FACTOR
-        declared = request.content_length
-        if declared is None or declared <= limit:
-            received = 0
-            try:
-                async with asyncio.timeout(DRAIN_SECONDS):
-                    async for chunk in request.body:
-                        received += len(chunk)
-                        if received > limit:
-                            break
-            except (TimeoutError, Exception):  # cut off or too slow: it closes, as it would
-                pass
+        await drain_limited(
+            request.body, request.content_length, services().settings.max_body_bytes
+        )
     return response
 
 
@@ -73,17 +98,10 @@ async def _read_body() -> bytes:
     cached: bytes | None = g.get("body")
     if cached is not None:
         return cached
-    limit = services().settings.max_body_bytes
-    too_large = TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    data = bytearray()
-    async for chunk in request.body:
-        data += chunk
-        if len(data) > limit:
-            raise too_large
-    g.body = bytes(data)
-    return g.body
+    g.body = await read_limited(
+        request.body, request.content_length, services().settings.max_body_bytes
+    )
+    return g.body  # type: ignore[no-any-return]
 
 
 def services() -> Services:
@@ -91,9 +109,13 @@ def services() -> Services:
     return current_app.extensions["logstream"]  # type: ignore[no-any-return]
 
 
+def json_bytes(payload: Any) -> bytes:
+    """The compact UTF-8 JSON every API answer uses."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _json(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return Response(body, status=status, mimetype="application/json")
+    return Response(json_bytes(payload), status=status, mimetype="application/json")
 
 
 async def _json_body() -> dict[str, Any]:
@@ -518,6 +540,19 @@ async def healthz() -> Response:
     return _json({"ok": True, "pid": os.getpid(), "streams": services().hub.streams})
 
 
-def error_response(error: ApiError) -> Response:
-    """Render a client error as JSON."""
-    return _json(error.body(), error.status)
+def error_response(error: Exception) -> Response:
+    """Render the exception a request ended with as JSON (see error_answer)."""
+    status, body = error_answer(error)
+    return _json(body, status)
+
+
+def error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for an exception a request ended with: a client error as itself,
+    a store failure as 503 (the client retries), anything else as a logged 500."""
+    if isinstance(error, ApiError):
+        return error.status, error.body()
+    if store.is_store_error(error):
+        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        return Unavailable.status, Unavailable("the store is unavailable; retry shortly").body()
+    log.exception("unhandled error", exc_info=error)
+    return 500, {"error": "internal", "message": "internal error; the request may be retried"}

@@ -8,10 +8,9 @@ from collections.abc import AsyncGenerator
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from . import store
 from .api import bp, error_response
 from .config import Settings
-from .errors import ApiError, TooLarge, Unavailable
+from .errors import ApiError, TooLarge
 from .services import Services
 from .web import bp as web_bp
 
@@ -62,13 +61,6 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.errorhandler(Exception)
     async def on_unexpected(error: Exception) -> Response:
-        if store.is_store_error(error):
-            log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
-            return error_response(Unavailable("the store is unavailable; retry shortly"))
-        log.exception("unhandled error", exc_info=error)
-        api_error = ApiError("internal error; the request may be retried")
-        api_error.status = 500
-        api_error.code = "internal"
-        return error_response(api_error)
+        return error_response(error)  # 503 for a store failure, else a logged 500
 
     return app

@@ -13,17 +13,15 @@ same checks, same errors, same bytes); every other request goes to Quart.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from .api import DRAIN_FACTOR, DRAIN_SECONDS, append_core, open_log
-from .errors import ApiError, BadRequest, TooLarge, Unavailable
+from .api import append_core, drain_limited, error_answer, json_bytes, open_log, read_limited
+from .errors import BadRequest
 from .services import Services
-from .store import is_store_error
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +71,18 @@ def _query(scope: Scope) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
-async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode("ascii")),
-        ],
-    })
+async def _send_whole(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], data: bytes
+) -> None:
+    """A response whose body is all here: headers with its length, then the body."""
+    headers.append((b"content-length", str(len(data)).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 
-def _error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body for an exception, as app.py's Quart error handlers render it."""
-    if isinstance(error, ApiError):
-        return error.status, error.body()
-    if is_store_error(error):
-        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
-        unavailable = Unavailable("the store is unavailable; retry shortly")
-        return unavailable.status, unavailable.body()
-    log.exception("unhandled error", exc_info=error)
-    return 500, {"error": "internal", "message": "internal error; the request may be retried"}
+async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
+    await _send_whole(send, status, [(b"content-type", b"application/json")],
+                      json_bytes(payload))
 
 
 async def _log(
@@ -111,17 +98,14 @@ async def _log(
             args=_query(scope),
         )
     except Exception as error:
-        await _answer(send, *_error_answer(error))
+        await _answer(send, *error_answer(error))
         return
     raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
                    for name, value in answer.headers.items()]
     if answer.content_type is not None:
         raw_headers.append((b"content-type", answer.content_type.encode("latin-1")))
     if answer.body is None:
-        raw_headers.append((b"content-length", b"0"))
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": raw_headers})
-        await send({"type": "http.response.body", "body": b""})
+        await _send_whole(send, answer.status, raw_headers, b"")
         return
     await _stream(answer.status, raw_headers, answer.body, receive, send)
 
@@ -173,51 +157,23 @@ async def _stream(
 
 
 class _Body:
-    """The request body, read on demand, at most `limit` bytes."""
+    """The request body as ASGI delivers it, for api.read_limited and api.drain_limited."""
 
-    def __init__(self, receive: Receive, declared: int | None, limit: int) -> None:
+    def __init__(self, receive: Receive) -> None:
         self.receive = receive
-        self.declared = declared
-        self.limit = limit
         self.done = False
 
-    async def read(self) -> bytes:
-        limit = self.limit
-        if self.declared is not None and self.declared > limit:
-            raise TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
-        chunks: list[bytes] = []
-        size = 0
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """What is left of the body, chunk by chunk (each chunk is received once)."""
         while not self.done:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.done = True
                 raise BadRequest("the client went away before the body ended")
-            chunk = message.get("body", b"")
             self.done = not message.get("more_body", False)
+            chunk = message.get("body", b"")
             if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"the request body is larger than {limit} bytes",
-                                   limit=limit)
-                chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def drain(self) -> None:
-        """Receive what is left (bounded) before an error answer: see api._drain_request_body."""
-        if self.done or (self.declared is not None and self.declared > self.limit * DRAIN_FACTOR):
-            return
-        received = 0
-        try:
-            async with asyncio.timeout(DRAIN_SECONDS):
-                while not self.done:
-                    message = await self.receive()
-                    received += len(message.get("body", b""))
-                    self.done = (message["type"] == "http.disconnect"
-                                 or not message.get("more_body", False))
-                    if received > self.limit * DRAIN_FACTOR:
-                        return
-        except TimeoutError:
-            pass
+                yield chunk
 
 
 async def _append(
@@ -226,7 +182,8 @@ async def _append(
     headers = _headers(scope, b"authorization", b"content-type", b"content-length")
     length = headers.get(b"content-length")
     declared = int(length) if length is not None and length.isdigit() else None
-    body = _Body(receive, declared, services.settings.max_body_bytes)
+    limit = services.settings.max_body_bytes
+    body = _Body(receive)
     try:
         payload = await append_core(
             services,
@@ -234,11 +191,11 @@ async def _append(
             authorization=headers.get(b"authorization"),
             content_type=headers.get(b"content-type"),
             first_arg=_query(scope).get("first"),
-            read_body=body.read,
+            read_body=lambda: read_limited(body.chunks(), declared, limit),
         )
         status = 200
     except Exception as error:
-        status, payload = _error_answer(error)
+        status, payload = error_answer(error)
     if status >= 400:
-        await body.drain()
+        await drain_limited(body.chunks(), declared, limit)
     await _answer(send, status, payload)

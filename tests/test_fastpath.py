@@ -234,7 +234,7 @@ def test_driver_errors_are_503_and_bugs_500() -> None:
     import asyncpg
     from sqlalchemy.exc import InvalidRequestError
 
-    from logstream.fastpath import _error_answer
+    from logstream.api import error_answer as _error_answer
     from logstream.store import is_store_error
 
     for error in (asyncpg.exceptions.AdminShutdownError("terminating connection"),
