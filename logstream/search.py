@@ -21,11 +21,6 @@ PAGE = 5000
 _LF = re.compile("\n")
 
 
-def visible(text: str) -> str:
-    """The text of one line without escape sequences (the reference `matching` agrees with)."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
-
-
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
     """Matching line numbers (at most `limit` of them) and how many lines match in all."""

@@ -173,7 +173,8 @@ def is_store_error(error: BaseException) -> bool:
 
 
 class Prepared:
-    """A Core statement compiled once per dialect and run with `exec_driver_sql`.
+    """A Core statement compiled once per dialect and run on the driver (its DB-API cursor,
+    or `fetch_raw` for async reads).
 
     The append and replay paths run a few statements per request; building and compiling them
     each time costs more than SQLite takes to execute them. The SQL stays defined (and
@@ -199,11 +200,6 @@ class Prepared:
         """SQL and positional arguments for one execution."""
         sql, names, defaults = self.compiled(dialect)
         return sql, tuple(params[n] if n in params else defaults[n] for n in names)
-
-    def run(self, conn: Connection, **params: Any) -> Any:
-        """Execute once with these parameters; returns the cursor result."""
-        sql, args = self.args(conn.dialect, params)
-        return conn.exec_driver_sql(sql, args)
 
     def rows(self, conn: Connection, **params: Any) -> list[Any]:
         """Execute once on the DB-API cursor directly; all result rows as tuples.

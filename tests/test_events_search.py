@@ -119,7 +119,10 @@ def test_page_search_agrees_with_line_by_line_matching() -> None:
     line-by-line scan of the visible text finds, whatever the escapes and the Unicode."""
     import random
 
-    from logstream.search import matching, visible
+    from logstream.search import _ANSI, matching
+
+    def visible(text: str) -> str:  # the reference: one line at a time
+        return _ANSI.sub("", text)
 
     rng = random.Random(7)
     pieces = ["error", "ERR", "\x1b[31m", "\x1b[0m", "OR", "\x1b]8;;http://x\x1b\\", "\x1b",
