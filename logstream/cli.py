@@ -55,13 +55,12 @@ def serve(
         )
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
-    from .server import loop_factory, run
+    from .server import run
 
     try:
-        loop_factory(settings)
-    except SettingsError as error:
+        run(settings)
+    except SettingsError as error:  # e.g. LOGSTREAM_EVENT_LOOP=uvloop without uvloop
         raise click.ClickException(str(error)) from None
-    run(settings)
 
 
 @main.group()

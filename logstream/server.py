@@ -98,6 +98,9 @@ async def serve(
     )
 
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
+
+
 def tune_gc() -> None:
     """Keep the cyclic garbage collector from pausing every stream at once.
 
@@ -124,7 +127,7 @@ def tune_gc() -> None:
     gc.callbacks.append(watch)
 
 
-def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(settings: Settings) -> LoopFactory:
     """The event loop to serve on: uvloop unless told otherwise or not installed."""
     if settings.event_loop == "asyncio":
         return None
@@ -137,13 +140,17 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
     return uvloop.new_event_loop
 
 
-def _run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
-    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+def _run_loop(factory: LoopFactory, main: Coroutine[Any, Any, None]) -> None:
+    with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
 
 
 def run(settings: Settings) -> None:
-    """Migrate the embedded default if needed, then serve (blocking)."""
+    """Migrate the embedded default if needed, then serve (blocking).
+
+    Raises SettingsError (before doing anything) when the event loop asked for is missing.
+    """
+    factory = loop_factory(settings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -152,19 +159,19 @@ def run(settings: Settings) -> None:
         from .migrate import upgrade
 
         upgrade(settings.database_url)
-    log.info("event loop: %s", "uvloop" if loop_factory(settings) else "asyncio")
+    log.info("event loop: %s", "asyncio" if factory is None else "uvloop")
     tune_gc()
     if settings.workers <= 1:
-        _run_loop(settings, serve(settings))
+        _run_loop(factory, serve(settings))
         return
-    run_workers(settings)
+    run_workers(settings, factory)
 
 
-def _worker(settings: Settings, sockets: Sockets) -> None:
-    _run_loop(settings, serve(settings, sockets=sockets))
+def _worker(settings: Settings, sockets: Sockets, factory: LoopFactory) -> None:
+    _run_loop(factory, serve(settings, sockets=sockets))
 
 
-def run_workers(settings: Settings) -> None:
+def run_workers(settings: Settings, factory: LoopFactory = None) -> None:
     """Serve with several processes sharing the listening sockets (forked, so they inherit).
 
     Each worker is a whole logstream (writer, hub, broker). On PostgreSQL they share hints by
@@ -178,7 +185,8 @@ def run_workers(settings: Settings) -> None:
     stopping = False
 
     def spawn() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(settings, sockets), daemon=False)
+        process = context.Process(target=_worker, args=(settings, sockets, factory),
+                                  daemon=False)
         process.start()
         return process
 
