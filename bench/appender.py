@@ -11,12 +11,10 @@ readers measure the latency from the append call. Prints one JSON line with the 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from typing import Any
 
-from .common import install_uvloop, line_texts, ms_stats, self_cpu_seconds
+from .common import child_main, line_texts, ms_stats, self_cpu_seconds
 from .httpc import HttpConnection, append_request, parse_head
 
 
@@ -82,11 +80,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = json.loads(sys.argv[1])
-    install_uvloop()
-    result = asyncio.run(run(args))
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    child_main(run)
 
 
 if __name__ == "__main__":

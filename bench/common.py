@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import resource
 import socket
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 SERVER_CORE = 0
@@ -264,6 +266,16 @@ def install_uvloop() -> str:
         return "asyncio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
+
+
+def child_main(run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A helper process of the bench: JSON arguments in argv[1], run on uvloop when installed,
+    its JSON result as one line on stdout."""
+    args = json.loads(sys.argv[1])
+    install_uvloop()
+    result = asyncio.run(run(args))
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
 
 
 # --- results --------------------------------------------------------------------------------

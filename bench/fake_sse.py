@@ -11,12 +11,10 @@ Prints one JSON line when done.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from typing import Any
 
-from .common import install_uvloop, line_text, self_cpu_seconds
+from .common import child_main, line_text, self_cpu_seconds
 
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n")
@@ -114,11 +112,7 @@ async def main_async(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = json.loads(sys.argv[1])
-    install_uvloop()
-    result = asyncio.run(main_async(args))
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    child_main(main_async)
 
 
 if __name__ == "__main__":

@@ -284,25 +284,34 @@ def test_search_walks_past_the_first_page_of_hits(
     assert page.locator("#search-count").inner_text() == "1,001 / 11,111"
 
 
-def test_web_addresses_become_links_and_text_stays_the_same(
-    shared_server: ServerProcess, page: Any
-) -> None:
-    base = shared_server.url
-    job = create_job(base, "links")
-    lines = [
-        "artifacts at https://example.com/build/42). done",
-        "\x1b[32mhttps://ci.example/x?y=1&z=2\x1b[0m green",
-        "javascript:alert(1) and ftp://old.example/file stay text",
-        'http://a.example/"><img src=x onerror=alert(4)>',
-    ]
+def _show_finished_job(
+    server: ServerProcess, page: Any, name: str, lines: list[str]
+) -> tuple[list[str], list[str]]:
+    """A finished job of `lines` opened in the viewer: the rendered texts, and the list that
+    collects (and dismisses) any dialog the page opens from now on."""
+    base = server.url
+    job = create_job(base, name)
     append(base, job, lines)
     finish(base, job)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(f"{base}/jobs/{job['id']}")
     wait_for_viewer(page)
-    page.wait_for_function("() => window.__logstream.renderedLines().length === 4")
+    page.wait_for_function(
+        f"() => window.__logstream.renderedLines().length === {len(lines)}")
     texts = [row["text"] for row in page.evaluate("window.__logstream.renderedLines()")]
+    return texts, dialogs
+
+
+def test_web_addresses_become_links_and_text_stays_the_same(
+    shared_server: ServerProcess, page: Any
+) -> None:
+    texts, dialogs = _show_finished_job(shared_server, page, "links", [
+        "artifacts at https://example.com/build/42). done",
+        "\x1b[32mhttps://ci.example/x?y=1&z=2\x1b[0m green",
+        "javascript:alert(1) and ftp://old.example/file stay text",
+        'http://a.example/"><img src=x onerror=alert(4)>',
+    ])
     assert texts == [
         "artifacts at https://example.com/build/42). done",
         "https://ci.example/x?y=1&z=2 green",
@@ -324,22 +333,12 @@ def test_web_addresses_become_links_and_text_stays_the_same(
 
 
 def test_a_line_of_html_stays_text(shared_server: ServerProcess, page: Any) -> None:
-    base = shared_server.url
-    job = create_job(base, "xss")
-    hostile = [
+    texts, dialogs = _show_finished_job(shared_server, page, "xss", [
         "<img src=x onerror=alert(1)>",
         "<script>window.__pwned = 1</script>",
         "\x1b[31m<b onmouseover=alert(2)>red</b>\x1b[0m",
         "\x1b]8;;javascript:alert(3)\x1b\\click me\x1b]8;;\x1b\\",
-    ]
-    append(base, job, hostile)
-    finish(base, job)
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(f"{base}/jobs/{job['id']}")
-    wait_for_viewer(page)
-    page.wait_for_function("() => window.__logstream.renderedLines().length === 4")
-    texts = [row["text"] for row in page.evaluate("window.__logstream.renderedLines()")]
+    ])
     assert texts == [
         "<img src=x onerror=alert(1)>",
         "<script>window.__pwned = 1</script>",
