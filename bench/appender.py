@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from .common import child_main, line_texts, ms_stats, self_cpu_seconds
+from .common import child_main, sleep_until, line_texts, ms_stats, self_cpu_seconds
 from .httpc import HttpConnection, append_request, parse_head
 
 
@@ -34,16 +34,11 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
     first_send = last_send = 0
     reader = conn.reader
     assert reader is not None
-    now = time.monotonic_ns()
-    if now < t0:
-        await asyncio.sleep((t0 - now) / 1e9)
+    await sleep_until(t0)
     cpu0 = self_cpu_seconds()
     for k in range(asked_batches):
         due = t0 + k * interval
-        now = time.monotonic_ns()
-        if now < due:
-            await asyncio.sleep((due - now) / 1e9)
-        now = time.monotonic_ns()
+        now = await sleep_until(due)
         if now >= t_end:
             break
         texts = line_texts(now, next_no, batch)

@@ -268,6 +268,15 @@ def install_uvloop() -> str:
     return "uvloop"
 
 
+async def sleep_until(due_ns: int) -> int:
+    """Sleep until the monotonic clock reaches `due_ns` (no sleep if it has); returns now."""
+    now = time.monotonic_ns()
+    if now < due_ns:
+        await asyncio.sleep((due_ns - now) / 1e9)
+        now = time.monotonic_ns()
+    return now
+
+
 def child_main(run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
     """A helper process of the bench: JSON arguments in argv[1], run on uvloop when installed,
     its JSON result as one line on stdout."""

@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from .common import child_main, line_text, self_cpu_seconds
+from .common import child_main, sleep_until, line_text, self_cpu_seconds
 
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n")
@@ -76,10 +76,7 @@ class FakeServer:
         k = 0
         while True:
             due = t0 + k * interval
-            now = time.monotonic_ns()
-            if now < due:
-                await asyncio.sleep((due - now) / 1e9)
-                now = time.monotonic_ns()
+            now = await sleep_until(due)
             if now >= t_end:
                 break
             if now - due > interval:
