@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  " Python SSE service: sse-starlette on uvicorn, in memory;"
                                  " bench/peer_starlette.py), in the same run; not selfcheck"
                                  " or h2 (the peer serves no TLS); fan-out S>=1000 appends for"
-                                 " 3 s, since the peer delivers ~2% of what is asked")
+                                 " 3 s, since the peer delivers ~2%% of what is asked")
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__,
