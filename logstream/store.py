@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
@@ -170,6 +171,15 @@ def is_store_error(error: BaseException) -> bool:
         return True
     module = type(error).__module__ or ""
     return module.startswith(_DRIVER_MODULES)
+
+
+def is_busy_error(error: BaseException) -> bool:
+    """True when SQLite refused because another connection holds the write lock (BUSY/LOCKED)."""
+    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause)
 
 
 class Prepared:

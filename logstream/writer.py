@@ -5,6 +5,10 @@ takes many queued operations into one `BEGIN IMMEDIATE` transaction: one commit 
 the WAL) pays for all of them. Each operation checks its own preconditions first and raises a
 client error before it writes anything, so one bad request never spoils the batch. Hints go to
 the broker only after the commit, so a reader woken by one always finds the lines.
+
+On SQLite a small batch commits on the event loop itself (WAL with synchronous=NORMAL does not
+fsync on commit, and a hop to a thread and back cost more than the transaction); large batches,
+checkpoints and waiting for another process's write lock happen in the writer thread.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import store
 from .broker import Broker, Hint
-from .db import IMMEDIATE, create_sync_engine
+from .db import BUSY_TIMEOUT_MS, IMMEDIATE, create_sync_engine
 from .errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from .store import Job
 
@@ -35,6 +39,18 @@ T = TypeVar("T")
 # batch never holds the write lock for long.
 MAX_OPS_PER_BATCH = 512
 MAX_LINES_PER_BATCH = 50_000
+
+# SQLite: a batch of at most this many lines commits right on the event loop (tens of us, no
+# fsync: WAL with synchronous=NORMAL); a larger one goes to the writer thread, so the loop
+# never stops for long. A thread hop costs about as much as a one-line append's transaction.
+INLINE_MAX_LINES = 256
+# The writer's connection does not checkpoint on commit (a checkpoint fsyncs, and the loop must
+# not wait for that): after about this many WAL pages (SQLite's own default is 1,000) the
+# writer task runs the checkpoint in the writer thread before its next batch. Writes wait for
+# it meanwhile (as they did for SQLite's own checkpoint), so it completes and the WAL restarts.
+CHECKPOINT_PAGES = 1000
+PAGES_PER_COMMIT = 3  # a line page, its index page and the job's row
+LINES_PER_PAGE = 30  # lines of ~80 characters with their index entries
 
 
 def now_ms() -> int:
@@ -87,6 +103,11 @@ def _merge(previous: Hint | None, hint: Hint) -> Hint:
 _Done = tuple[_Op[Any], tuple[Any, Hint | None]]
 
 
+def _pragma(conn: Connection, pragma: str) -> None:
+    """Run a PRAGMA on the driver's connection (SQLAlchemy would begin a transaction)."""
+    conn.connection.driver_connection.execute(f"PRAGMA {pragma}").fetchall()
+
+
 class Writer:
     """Owns all writes; start() before use, stop() to drain and end."""
 
@@ -96,11 +117,13 @@ class Writer:
         self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = engine.dialect.name == "sqlite"
-        # SQLite: the batch runs in one dedicated thread on a sync connection, one thread hop
-        # per batch (aiosqlite would hop for every statement).
+        # SQLite: batches run on a sync connection kept open, small ones on the loop, large
+        # ones in one dedicated thread (aiosqlite would hop threads for every statement).
         self._sync_engine: Engine | None = None
         self._sync_conn: Connection | None = None
+        self._waits: bool | None = None  # busy timeout BUSY_TIMEOUT_MS (True) or 0 (False)
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._wal_pages = 0  # estimated WAL pages written since the last checkpoint
         if self._sqlite:
             self._sync_engine = create_sync_engine(engine.url.render_as_string(hide_password=False))
             self._thread = concurrent.futures.ThreadPoolExecutor(1, "logstream-writer")
@@ -309,25 +332,60 @@ class Writer:
             await self._broker.publish(hint)
 
     async def _transaction(self, batch: list[_Op[Any]]) -> list[_Done]:
-        if self._sync_engine is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._sqlite_batch, batch)
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(self._run_batch, batch)
+        if self._sync_engine is None:
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(self._run_batch, batch)
+        lines = sum(item.size for item in batch)
+        done: list[_Done] | None = None
+        if lines <= INLINE_MAX_LINES:
+            try:
+                done = self._sqlite_batch(batch, wait=False)
+            except Exception as error:
+                # Another process holds SQLite's write lock: wait for it in the thread, not
+                # on the loop. (The failed attempt rolled back; the operations run again.)
+                if not store.is_busy_error(error):
+                    raise
+        loop = asyncio.get_running_loop()
+        if done is None:
+            done = await loop.run_in_executor(self._thread, self._sqlite_batch, batch, True)
+        self._wal_pages += PAGES_PER_COMMIT + lines // LINES_PER_PAGE
+        if self._wal_pages >= CHECKPOINT_PAGES:
+            self._wal_pages = 0
+            await loop.run_in_executor(self._thread, self._run_checkpoint)
+        return done
 
-    def _sqlite_batch(self, batch: list[_Op[Any]]) -> list[_Done]:
-        # The writer thread keeps its connection between batches (a checkout, a reset and
-        # new execution options per batch cost more than a one-line transaction itself);
-        # after any failure it is dropped and the next batch opens a fresh one.
+    def _sqlite_batch(self, batch: list[_Op[Any]], wait: bool) -> list[_Done]:
+        """One transaction on the writer's connection, on the loop or in the writer thread.
+
+        The connection is kept between batches (a checkout, a reset and new execution options
+        per batch cost more than a one-line transaction itself); after any failure it is
+        dropped and the next batch opens a fresh one. `wait`: whether BEGIN waits for another
+        process's write lock (in the thread) or fails at once (on the loop).
+        """
         assert self._sync_engine is not None
         conn = self._sync_conn
         if conn is None:
             conn = self._sync_conn = self._sync_engine.connect().execution_options(**IMMEDIATE)
+            _pragma(conn, "wal_autocheckpoint=0")
+            self._waits = None  # the pool may hand back the one we had: set it again
         try:
+            if wait != self._waits:
+                _pragma(conn, f"busy_timeout={BUSY_TIMEOUT_MS if wait else 0}")
+                self._waits = wait
             return self._run_batch(conn, batch)
         except BaseException:
             self._close_sync_conn()
             raise
+
+    def _run_checkpoint(self) -> None:
+        """Copy the WAL back into the database file (writer thread, between batches)."""
+        conn = self._sync_conn
+        if conn is None:
+            return
+        try:
+            _pragma(conn, "wal_checkpoint(PASSIVE)")
+        except Exception as error:  # the next checkpoint tries again
+            log.warning("WAL checkpoint failed: %s", error)
 
     def _close_sync_conn(self) -> None:
         conn, self._sync_conn = self._sync_conn, None
