@@ -6,6 +6,8 @@ due at t0 + k * interval; a late batch goes at once, so the schedule catches up 
 Sending stops at t0 + duration whatever was sent, so a runner that fell behind appends fewer
 lines than asked: both are reported. Each line starts with "t=<monotonic ns of the send>" so
 readers measure the latency from the append call. Prints one JSON line with the results.
+With `nchan_channel` it publishes to nchan instead (bench/peer_nchan.py): each line of a batch
+as its own message, stamped when sent, and a last `end` message for the finish.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import asyncio
 import time
 from typing import Any
 
-from .common import child_main, sleep_until, line_texts, ms_stats, self_cpu_seconds
+from .common import child_main, line_text, line_texts, ms_stats, self_cpu_seconds, sleep_until
 from .httpc import HttpConnection, append_request, parse_head
+from .peer_nchan import PUBLISHED, end_message, publish_request
 
 
 async def run(args: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +37,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
     first_send = last_send = 0
     reader = conn.reader
     assert reader is not None
+    channel = args.get("nchan_channel")  # set: publish to nchan instead of logstream
     await sleep_until(t0)
     cpu0 = self_cpu_seconds()
     for k in range(asked_batches):
@@ -41,23 +45,36 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         now = await sleep_until(due)
         if now >= t_end:
             break
-        texts = line_texts(now, next_no, batch)
-        request = append_request(conn, job, texts, next_no)
-        conn.send(request)
         if not first_send:
             first_send = now
         last_send = now
         lags.append(now - due)
         sent += 1
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        status, headers = parse_head(head[:-4])
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        rtts.append(time.monotonic_ns() - now)
-        if status == 200:
-            appended += batch
-            next_no += batch
-        elif len(errors) < 10:
-            errors.append(f"{status} {body[:200]!r}")
+        if channel is None:
+            conn.send(append_request(conn, job, line_texts(now, next_no, batch), next_no))
+            status, body = await _answer(reader)
+            rtts.append(time.monotonic_ns() - now)
+            if status == 200:
+                appended += batch
+                next_no += batch
+            elif len(errors) < 10:
+                errors.append(f"{status} {body[:200]!r}")
+            continue
+        for _ in range(batch):  # nchan: one message per line, each stamped when sent
+            stamp = time.monotonic_ns()
+            conn.send(publish_request(args["port"], channel, line_text(stamp, next_no)))
+            status, body = await _answer(reader)
+            rtts.append(time.monotonic_ns() - stamp)
+            if status in PUBLISHED:
+                appended += 1
+                next_no += 1
+            else:
+                if len(errors) < 10:
+                    errors.append(f"{status} {body[:200]!r}")
+                break
+    if channel is not None:  # the runner's finish, as nchan's last message
+        conn.send(publish_request(args["port"], channel, end_message(next_no - 1)))
+        await _answer(reader)
     cpu = self_cpu_seconds() - cpu0
     await conn.close()
     return {
@@ -72,6 +89,12 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         "last_send_ns": last_send,
         "cpu_s": round(cpu, 3),
     }
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    status, headers = parse_head(head[:-4])
+    return status, await reader.readexactly(int(headers.get("content-length", "0")))
 
 
 def main() -> None:

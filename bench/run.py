@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import scenarios
+from . import peer_nchan, scenarios
 from .common import (
     LOADGEN_CORE,
     SERVER_CORE,
@@ -62,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--scenario-timeout", type=float, default=d(900.0),
                             help="seconds after which a scenario is abandoned (900)")
         parser.add_argument("--peer", action="store_true", default=d(False),
-                            help="after each scenario, run it against the peer too (a typical"
-                                 " Python SSE service: sse-starlette on uvicorn, in memory;"
-                                 " bench/peer_starlette.py), in the same run; not selfcheck"
-                                 " or h2 (the peer serves no TLS); fan-out S>=1000 appends for"
-                                 " 3 s, since the peer delivers ~2%% of what is asked")
+                            help="after each scenario, run it against the peers too, in the"
+                                 " same run: a typical Python SSE service (sse-starlette on"
+                                 " uvicorn, in memory; bench/peer_starlette.py; its fan-out"
+                                 " S>=1000 appends for 3 s, since it delivers ~2%% of what is"
+                                 " asked) and, for fanout and idle, nchan on nginx when"
+                                 " installed (bench/peer_nchan.py); not selfcheck or h2")
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__,
@@ -175,6 +176,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[scenarios.Contex
                 reach_lines=get("reach_lines", 3 if quick else 5))))
     if not args.peer:
         return jobs
+    nchan_missing = peer_nchan.available()
+    if nchan_missing:
+        print(f"warning: the nchan peer is skipped: {nchan_missing}", file=sys.stderr)
     with_peers: list[tuple[str, Callable[[scenarios.Context], Awaitable[scenarios.Result]]]] = []
     for name, factory in jobs:
         with_peers.append((name, factory))
@@ -185,14 +189,17 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[scenarios.Contex
                 factory.keywords.get("readers", 0) >= 1000:
             peer_factory = functools.partial(factory, duration=min(
                 factory.keywords["duration"], 3.0))
-        with_peers.append((f"peer {name}", _as_peer(peer_factory)))
+        with_peers.append((f"peer {name}", _as_peer(peer_factory, "peer_starlette")))
+        # nchan has no store to catch up from and no batches to ingest: fan-out and idle only.
+        if not nchan_missing and name.startswith(("fanout", "idle")):
+            with_peers.append((f"nchan {name}", _as_peer(factory, "peer_nchan")))
     return with_peers
 
 
-def _as_peer(factory: Callable[[scenarios.Context], Awaitable[scenarios.Result]]
+def _as_peer(factory: Callable[[scenarios.Context], Awaitable[scenarios.Result]], peer: str
              ) -> Callable[[scenarios.Context], Awaitable[scenarios.Result]]:
     def run(ctx: scenarios.Context) -> Awaitable[scenarios.Result]:
-        return factory(dataclasses.replace(ctx, peer="peer_starlette"))
+        return factory(dataclasses.replace(ctx, peer=peer))
     return run
 
 
@@ -249,7 +256,8 @@ async def run_all(args: argparse.Namespace, ctx: scenarios.Context,
         result.raw["scenario_seconds"] = round(took, 1)
         result.raw["loadavg_before_after"] = [round(load_before[0], 2),
                                               round(os.getloadavg()[0], 2)]
-        raw[("peer " if name.startswith("peer ") else "") + result.name] = result.raw
+        raw[name.split(" ", 1)[0] + " " + result.name if name.startswith(("peer ", "nchan "))
+            else result.name] = result.raw
         for fig in result.figures:
             print(f"    {fig.figure}: {fig.value}", file=sys.stderr, flush=True)
 

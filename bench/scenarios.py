@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import peer_nchan
 from . import profile as profiler
 from .common import (
     LINE_BYTES,
@@ -26,6 +27,7 @@ from .common import (
     child_setup,
     fmt_int,
     fmt_ms,
+    line_text,
     line_texts,
     ms,
     ms_stats,
@@ -35,6 +37,7 @@ from .readers import (
     H1SseStream,
     ReaderSet,
     SseCounter,
+    Sink,
     SseVerifier,
     close_streams,
     open_h1_streams,
@@ -61,14 +64,59 @@ class Context:
 
     def server(self, name: str, **kwargs: Any) -> BenchServer:
         """The server a scenario measures (not started)."""
+        if self.nchan:
+            return peer_nchan.NchanServer(self.workdir, name=f"nchan-{name}", pin=self.pin)
         if self.peer:
             return BenchServer(self.workdir, name=f"{self.peer}-{name}", pin=self.pin,
                                module_args=[f"bench.{self.peer}"])
         return BenchServer(self.workdir, name=name, pin=self.pin, **kwargs)
 
+    # What differs for nchan, which has channels and messages, not jobs and numbered lines
+    # (bench/peer_nchan.py): logstream and the starlette peer share logstream's API.
+
+    @property
+    def nchan(self) -> bool:
+        return self.peer == "peer_nchan"
+
+    async def create_job(self, control: HttpConnection, name: str) -> dict[str, Any]:
+        if self.nchan:
+            return peer_nchan.new_channel()
+        return await create_job(control, name)
+
+    def log_path(self, job: dict[str, Any]) -> str:
+        return f"/sub/{job['id']}" if self.nchan else f"/api/jobs/{job['id']}/log"
+
+    def sink(self, sink: Sink) -> Any:
+        """The reader's sink as the connection feeds it (nchan's events rewritten)."""
+        return peer_nchan.NchanSink(sink) if self.nchan else sink
+
+    async def healthz(self, control: HttpConnection, want: int, timeout: float) -> int:
+        """Streams the server counts (-1: nchan, which has no such count for all channels)."""
+        return -1 if self.nchan else await _healthz(control, want, timeout)
+
+    async def finish(self, control: HttpConnection, job: dict[str, Any], last_line: int) -> None:
+        if self.nchan:
+            return  # the appender published the `end` message after the last line
+        await _json(control, "POST", f"/api/jobs/{job['id']}/finish",
+                    {"status": "succeeded", "exit_code": 0, "line_count": last_line},
+                    headers={"Authorization": f"Bearer {job['token']}"})
+
+    def append_one(self, conn: HttpConnection, port: int, job: dict[str, Any], t_ns: int,
+                   no: int) -> bytes:
+        """One line appended as its own request (bytes to send); the answer is 200 / 202."""
+        if self.nchan:
+            return peer_nchan.publish_request(port, job["id"], line_text(t_ns, no))
+        return append_request(conn, job, line_texts(t_ns, no, 1), no)
+
+
+def unwrap(sink: Any) -> Sink:
+    """The reader behind a sink (see Context.sink)."""
+    return sink.inner if isinstance(sink, peer_nchan.NchanSink) else sink
+
 
 # Peers the bench can run in the same session as logstream (`--peer`).
-PEERS = {"peer_starlette": "peer: sse-starlette on uvicorn, in memory"}
+PEERS = {"peer_starlette": "peer: sse-starlette on uvicorn, in memory",
+         "peer_nchan": peer_nchan.LABEL}
 
 
 @dataclasses.dataclass
@@ -145,11 +193,11 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
         # Control requests (create, finish, healthz) go over HTTP/1.1 (over TLS with a cert).
         control = await HttpConnection(HOST, server.port,
                                        cafile=tls["cafile"] if tls else None).connect()
-        job = await _json(control, "POST", "/api/jobs", {"name": name}, expect=201)
-        path = f"/api/jobs/{job['id']}/log"
+        job = await ctx.create_job(control, name)
+        path = ctx.log_path(job)
 
-        def sink_factory(i: int, rset: ReaderSet) -> SseCounter | SseVerifier:
-            return SseVerifier(rset) if i in full_set else SseCounter(rset)
+        def sink_factory(i: int, rset: ReaderSet) -> Any:
+            return ctx.sink(SseVerifier(rset) if i in full_set else SseCounter(rset))
 
         if h2:
             from .h2readers import client_context, open_h2_streams
@@ -163,10 +211,10 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
             rset, streams, open_s = await open_h1_streams(
                 HOST, server.port, [path] * readers, sink_factory, batch=500, timeout=120,
             )
-            sinks = [s.sink for s in streams]
+            sinks = [unwrap(s.sink) for s in streams]
         if rset.failed:
             raise RuntimeError(f"{rset.failed} readers failed: {rset.errors[:3]}")
-        counted = await _healthz(control, readers, 20)
+        counted = await ctx.healthz(control, readers, 20)
         await asyncio.sleep(0.3)
 
         t0 = time.monotonic_ns() + 300_000_000
@@ -175,6 +223,8 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
                 "tls": bool(tls)}
         if tls:
             args["cafile"] = tls["cafile"]
+        if ctx.nchan:
+            args["nchan_channel"] = job["id"]
         appender = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.appender", json.dumps(args),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
@@ -190,9 +240,7 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
         meter.extra_loadgen += appended["cpu_s"]
         last_line = appended["last_line"]
         finish_ns = time.monotonic_ns()
-        await _json(control, "POST", f"/api/jobs/{job['id']}/finish",
-                    {"status": "succeeded", "exit_code": 0, "line_count": last_line},
-                    headers={"Authorization": f"Bearer {job['token']}"})
+        await ctx.finish(control, job, last_line)
         all_done = await rset.wait_done(60)
         meter.stop()
         done_ns = time.monotonic_ns()
@@ -636,11 +684,11 @@ def _local_hosts(count: int) -> list[str]:
     return [f"127.0.0.{k}" for k in range(1, 2 + count // 5000)] if count > 5000 else []
 
 
-async def _open_idle(server: BenchServer, paths: list[str], open_batch: int
+async def _open_idle(ctx: Context, server: BenchServer, paths: list[str], open_batch: int
                      ) -> tuple[ReaderSet, list[H1SseStream], float, CpuMeter]:
     meter = CpuMeter(server.pid).start()
     rset, streams, seconds = await open_h1_streams(
-        HOST, server.port, paths, lambda i, r: SseCounter(r, block_latency=False),
+        HOST, server.port, paths, lambda i, r: ctx.sink(SseCounter(r, block_latency=False)),
         batch=open_batch, concurrency=min(open_batch, 250),
         local_hosts=_local_hosts(len(paths)), timeout=max(60.0, len(paths) / 40),
     )
@@ -651,11 +699,11 @@ async def _open_idle(server: BenchServer, paths: list[str], open_batch: int
     return rset, streams, seconds, meter
 
 
-async def _warm_up(server: BenchServer, job_id: int) -> None:
+async def _warm_up(ctx: Context, server: BenchServer, job: dict[str, Any]) -> None:
     """Open and close one stream, so code paths loaded on first use are not counted per stream."""
     rset, streams, _ = await open_h1_streams(
-        HOST, server.port, [f"/api/jobs/{job_id}/log"],
-        lambda i, r: SseCounter(r, block_latency=False), timeout=30)
+        HOST, server.port, [ctx.log_path(job)],
+        lambda i, r: ctx.sink(SseCounter(r, block_latency=False)), timeout=30)
     close_streams(streams)
     await asyncio.sleep(0.3)
 
@@ -675,15 +723,15 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
         streams: list[H1SseStream] = []
         try:
             control = await HttpConnection(HOST, server.port).connect()
-            job_list = [await create_job(control, f"idle-{j}") for j in range(jobs)]
-            await _warm_up(server, job_list[0]["id"])
+            job_list = [await ctx.create_job(control, f"idle-{j}") for j in range(jobs)]
+            await _warm_up(ctx, server, job_list[0])
             rss0 = server.rss_bytes()
-            paths = [f"/api/jobs/{job_list[i % jobs]['id']}/log" for i in range(count)]
+            paths = [ctx.log_path(job_list[i % jobs]) for i in range(count)]
             prof = Profiler(ctx, server, f"idle_open_{count}", min(15.0, 2 + count / 300))
             await prof.start()
-            rset, streams, open_s, meter = await _open_idle(server, paths, open_batch)
+            rset, streams, open_s, meter = await _open_idle(ctx, server, paths, open_batch)
             open_profile = await prof.finish()
-            counted = await _healthz(control, count, 30)
+            counted = await ctx.healthz(control, count, 30)
             await asyncio.sleep(1.0)
             rss1 = server.rss_bytes()
             per = (rss1 - rss0) / count
@@ -714,12 +762,12 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
         streams = []
         try:
             control = await HttpConnection(HOST, server.port).connect()
-            job = await create_job(control, "idle-one")
-            await _warm_up(server, job["id"])
+            job = await ctx.create_job(control, "idle-one")
+            await _warm_up(ctx, server, job)
             rss0 = server.rss_bytes()
-            paths = [f"/api/jobs/{job['id']}/log"] * count
-            rset, streams, open_s, _ = await _open_idle(server, paths, open_batch)
-            counted = await _healthz(control, count, 30)
+            paths = [ctx.log_path(job)] * count
+            rset, streams, open_s, _ = await _open_idle(ctx, server, paths, open_batch)
+            counted = await ctx.healthz(control, count, 30)
             await asyncio.sleep(1.0)
             rss1 = server.rss_bytes()
             writer = await HttpConnection(HOST, server.port).connect()
@@ -730,9 +778,9 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             for no in range(1, reach_lines + 1):
                 future = rset.arm_reach(no)
                 t = time.monotonic_ns()
-                writer.send(append_request(writer, job, line_texts(t, no, 1), no))
+                writer.send(ctx.append_one(writer, server.port, job, t, no))
                 status, body = await _response(writer)
-                if status != 200:
+                if status not in (200, *peer_nchan.PUBLISHED):
                     raise RuntimeError(f"append failed: {status} {body[:200]!r}")
                 try:
                     await asyncio.wait_for(asyncio.shield(future), 30)
@@ -748,7 +796,7 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             await control.close()
             stats = ms_stats(reach)
             per = (rss1 - rss0) / count
-            problems = summarize_sinks([s.sink for s in streams])
+            problems = summarize_sinks([unwrap(s.sink) for s in streams])
             run = {"phase": "one job", "streams": count, "open_s": round(open_s, 2),
                    "server_counted": counted, "bytes_per_stream": round(per),
                    "reach_ms": [ms(v) for v in reach], "reach_stats_ms": stats,

@@ -76,6 +76,10 @@ class BenchServer:
                 preexec_fn=child_setup(SERVER_CORE if self.pin else None),
             )
         _RUNNING.add(self)
+        return self._wait_listening(timeout)
+
+    def _wait_listening(self, timeout: float) -> BenchServer:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
