@@ -19,6 +19,7 @@ becomes the `end` event. Nothing is durable in nchan: messages live in shared me
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import shutil
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import SERVER_CORE, child_setup
+from .common import SERVER_CORE, child_setup, line_text
 from .readers import SseCounter
 from .server import _RUNNING, ROOT, BenchServer
 
@@ -46,6 +47,7 @@ events {{ worker_connections 65536; }}
 http {{
   access_log off;
   keepalive_requests 100000000;  # the runner publishes every line over one connection
+  nchan_shared_memory_size 1024m;  # room for the whole log (the default drops old messages)
   client_body_temp_path {workdir}/nginx-body-{port};
   server {{
     listen 127.0.0.1:{port} backlog=4096;
@@ -151,3 +153,22 @@ class NchanSink:
 
     def __getattr__(self, name: str) -> Any:  # count, end_seen, gaps, ... of the reader
         return getattr(self.inner, name)
+
+
+async def publish_log(conn: Any, port: int, channel: str, lines: int, window: int = 500) -> None:
+    """Publish lines 1..`lines` and the end message, `window` requests pipelined at a time
+    (an HttpConnection; nginx answers pipelined requests in order)."""
+    no = 1
+    while no <= lines + 1:
+        batch = []
+        for _ in range(window):
+            if no > lines + 1:
+                break
+            text = line_text(time.monotonic_ns(), no) if no <= lines else end_message(lines)
+            batch.append(publish_request(port, channel, text))
+            no += 1
+        conn.send(b"".join(batch))
+        for _ in batch:
+            status, body = await asyncio.wait_for(conn.response(), 60)
+            if status not in PUBLISHED:
+                raise RuntimeError(f"publish failed: {status} {body[:200]!r}")

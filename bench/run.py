@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  " same run: a typical Python SSE service (sse-starlette on"
                                  " uvicorn, in memory; bench/peer_starlette.py; its fan-out"
                                  " S>=1000 appends for 3 s, since it delivers ~2%% of what is"
-                                 " asked) and, for fanout and idle, nchan on nginx when"
-                                 " installed (bench/peer_nchan.py); not selfcheck or h2")
+                                 " asked) and nchan on nginx when installed"
+                                 " (bench/peer_nchan.py: fanout, idle, and catch-up of"
+                                 " 30,000 lines); not selfcheck or h2")
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__,
@@ -190,10 +191,20 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[scenarios.Contex
             peer_factory = functools.partial(factory, duration=min(
                 factory.keywords["duration"], 3.0))
         with_peers.append((f"peer {name}", _as_peer(peer_factory, "peer_starlette")))
-        # nchan has no store to catch up from and no batches to ingest: fan-out and idle only.
-        if not nchan_missing and name.startswith(("fanout", "idle")):
-            with_peers.append((f"nchan {name}", _as_peer(factory, "peer_nchan")))
+        if nchan_missing or name.startswith("ingest"):  # nchan takes no batches
+            continue
+        nchan_factory = factory
+        if name == "catchup" and isinstance(factory, functools.partial):
+            # nchan's catch-up time grows with the square of its buffer, and from about 60,000
+            # buffered messages on its subscriber skipped messages here (bench/README.md).
+            lines = min(factory.keywords["lines"], NCHAN_CATCHUP_LINES)
+            nchan_factory = functools.partial(factory, lines=lines,
+                                              sse_target_s=3.0 * lines / 1_000_000)
+        with_peers.append((f"nchan {name}", _as_peer(nchan_factory, "peer_nchan")))
     return with_peers
+
+
+NCHAN_CATCHUP_LINES = 30_000
 
 
 def _as_peer(factory: Callable[[scenarios.Context], Awaitable[scenarios.Result]], peer: str

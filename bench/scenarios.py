@@ -411,11 +411,13 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
     figures: list[Figure] = []
     try:
         conn = await HttpConnection(HOST, server.port).connect()
-        job = await create_job(conn, "catchup")
+        job = await ctx.create_job(conn, "catchup")
         meter = CpuMeter(server.pid).start()
         started = time.monotonic()
+        if ctx.nchan:  # one message per line (and the end message), pipelined
+            await peer_nchan.publish_log(conn, server.port, job["id"], lines)
         no = 1
-        while no <= lines:
+        while no <= lines and not ctx.nchan:  # logstream and the Python peer: batches
             count = min(ingest_batch, lines - no + 1)
             conn.send(append_request(conn, job, line_texts(time.monotonic_ns(), no, count), no))
             status, body = await asyncio.wait_for(conn.response(), 60)
@@ -424,21 +426,23 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
             no += count
         ingest_s = time.monotonic() - started
         meter.stop()
-        await asyncio.wait_for(finish_job(conn, job, lines), 30)
+        await ctx.finish(conn, job, lines)
         await conn.close()
         raw["ingest"] = {"seconds": round(ingest_s, 3), "lines_per_s": round(lines / ingest_s),
                          "cpu": meter.to_json()}
         figures.append(_cpu(Figure(
-            label, f"build: ingest in batches of {ingest_batch:,} (1 in flight)",
+            label, "build: one message per line (500 pipelined)" if ctx.nchan
+            else f"build: ingest in batches of {ingest_batch:,} (1 in flight)",
             f"{fmt_int(lines / ingest_s)} lines/s ({ingest_s:.2f} s)", "(info)", None), meter))
 
-        path = f"/api/jobs/{job['id']}/log"
+        path = ctx.log_path(job)
         # SSE from line 1, counted cheaply (the figure) ...
         meter = CpuMeter(server.pid).start()
         prof = Profiler(ctx, server, "catchup_sse", 5)
         await prof.start()
         seconds, sink = await _read_one(server.port, path, "text/event-stream",
-                                        SseCounter(block_latency=False))
+                                        ctx.sink(SseCounter(block_latency=False)))
+        sink = unwrap(sink)
         meter.stop()
         profile = await prof.finish()
         ok = sink.count == lines and sink.ok and sink.end_id == lines
@@ -455,27 +459,29 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
             ok and seconds < sse_target_s), meter))
         sse_seconds = seconds
 
-        # ... raw text ...
-        meter = CpuMeter(server.pid).start()
-        seconds, text = await _read_one(server.port, path + "?format=text", "text/plain",
-                                        TextCounter(ReaderSet(1)))
-        meter.stop()
-        ok = text.count == lines and not text.bad
-        raw["text"] = {"seconds": round(seconds, 3), "lines": text.count,
-                       "lines_per_s": round(text.count / seconds),
-                       "wire_MB_per_s": round(text.bytes / seconds / 1e6, 2),
-                       "payload_MB_per_s": round(text.payload_bytes / seconds / 1e6, 2),
-                       "ok": ok, "errors": text.errors, "cpu": meter.to_json()}
-        figures.append(_cpu(Figure(
-            label, "raw text from line 1 (?format=text)",
-            f"{seconds:.2f} s = {fmt_int(text.count / seconds)} lines/s,"
-            f" {text.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT]'}",
-            "faster than SSE", ok and seconds < sse_seconds), meter))
+        # ... raw text (nchan has none) ...
+        if not ctx.nchan:
+            meter = CpuMeter(server.pid).start()
+            seconds, text = await _read_one(server.port, path + "?format=text", "text/plain",
+                                            TextCounter(ReaderSet(1)))
+            meter.stop()
+            ok = text.count == lines and not text.bad
+            raw["text"] = {"seconds": round(seconds, 3), "lines": text.count,
+                           "lines_per_s": round(text.count / seconds),
+                           "wire_MB_per_s": round(text.bytes / seconds / 1e6, 2),
+                           "payload_MB_per_s": round(text.payload_bytes / seconds / 1e6, 2),
+                           "ok": ok, "errors": text.errors, "cpu": meter.to_json()}
+            figures.append(_cpu(Figure(
+                label, "raw text from line 1 (?format=text)",
+                f"{seconds:.2f} s = {fmt_int(text.count / seconds)} lines/s,"
+                f" {text.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT]'}",
+                "faster than SSE", ok and seconds < sse_seconds), meter))
 
         # ... and SSE again with every event parsed and checked (client-side cost included).
         meter = CpuMeter(server.pid).start()
         seconds, full = await _read_one(server.port, path, "text/event-stream",
-                                        SseVerifier(check_text=True))
+                                        ctx.sink(SseVerifier(check_text=True)))
+        full = unwrap(full)
         meter.stop()
         ok = full.count == lines and full.ok and full.end_id == lines
         raw["sse_verified"] = {"seconds": round(seconds, 3), "events": full.count,
