@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
@@ -557,3 +558,39 @@ def test_collapsing_a_section_whose_end_is_far_away_reads_on_to_find_it(
     assert numbers[numbers.index(5) + 1] == 25_001
     assert header.locator(".section-duration").inner_text() == "12m 34s"
     assert "24,995 lines" in header.inner_text()
+
+
+def test_live_lines_show_the_server_time_not_the_arrival_time(
+    shared_server: ServerProcess, page: Any
+) -> None:
+    """The browser's clock is frozen in 2001, so a live line's arrival time reads 00:00:00.000
+    here; with timestamps on, the viewer must show the time the server stored it instead."""
+    base = shared_server.url
+    job = create_job(base, "times")
+    fill(base, job, 20)
+    page.clock.set_fixed_time(dt.datetime(2001, 1, 1, 0, 0, 0))
+    page.add_init_script("localStorage.setItem('logstream.timestamps', '1')")
+    page.goto(f"{base}/jobs/{job['id']}")
+    wait_for_viewer(page)
+    visible_line(page, 20)
+    append(base, job, [f"live {n}" for n in range(21, 26)])
+    visible_line(page, 25)
+    stored = httpx.get(f"{base}/api/jobs/{job['id']}/lines", params={"after": 0}).json()["lines"]
+    # What formatClock makes of each server time, in the page's own time zone.
+    expected = page.evaluate(
+        """(isos) => isos.map((iso) => {
+            const d = new Date(Date.parse(iso)), p = (n, w = 2) => String(n).padStart(w, "0");
+            return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.`
+                + p(d.getMilliseconds(), 3);
+        })""",
+        [line["ts"] for line in stored],
+    )
+    assert "00:00:00.000" not in expected  # the test could tell the two apart
+    for n in (1, 20, 21, 25):  # history and live lines alike
+        cell = page.locator(f'#log .row[data-n="{n}"] .ts')
+        page.wait_for_function(
+            "([n, want]) => { const c = document.querySelector("
+            "`#log .row[data-n=\"${n}\"] .ts`); return c && c.textContent === want; }",
+            arg=[n, expected[n - 1]], timeout=10_000,
+        )
+        assert cell.inner_text() == expected[n - 1]

@@ -12,7 +12,7 @@ export class LineStore {
     this.maxInFlight = maxInFlight;
     this.onLoaded = onLoaded; // (pageIndex, response) after a page arrived
     this.onError = onError;
-    this.pages = new Map(); // index -> {text: Array, ts: Array, filled, serverTs, used}
+    this.pages = new Map(); // index -> {text: Array, ts: Array, exact: Uint8Array, filled, used}
     this.inFlight = new Map(); // index -> AbortController
     this.pinned = new Set(); // pages being loaded by load(): not aborted by want()
     this.wanted = []; // page indexes, most wanted first
@@ -26,7 +26,8 @@ export class LineStore {
   _page(index, create) {
     let page = this.pages.get(index);
     if (!page && create) {
-      page = { text: new Array(PAGE), ts: new Array(PAGE), filled: 0, used: 0 };
+      // exact[i]: ts[i] is the server's (from /lines), not the time a live line arrived here.
+      page = { text: new Array(PAGE), ts: new Array(PAGE), exact: new Uint8Array(PAGE), filled: 0, used: 0 };
       this.pages.set(index, page);
       // Stay within budget at every moment, not only when the view next renders.
       if (this.pages.size > this.maxPages) this.evict(this.centre, new Set([...this.keep, index]));
@@ -41,13 +42,15 @@ export class LineStore {
     return page ? page.text[(n - 1) % PAGE] : undefined;
   }
 
-  /** Receive time of line n in ms (server's, or this page's for live lines), or undefined. */
+  /** Time of line n in ms: the server's, or until it is fetched the arrival time of a live
+   * line; undefined while the line is not held. */
   ts(n) {
     const page = this.pages.get(Math.floor((n - 1) / PAGE));
     return page ? page.ts[(n - 1) % PAGE] : undefined;
   }
 
-  /** Store line n; `ts` in ms. Returns true if the line was new to the cache. */
+  /** Store line n; `ts` in ms (the time it arrived; a server time already held is kept).
+   * Returns true if the line was new to the cache. */
   put(n, text, ts) {
     if (n > this.lineCount) this.lineCount = n;
     const page = this._page(Math.floor((n - 1) / PAGE), true);
@@ -55,8 +58,33 @@ export class LineStore {
     const fresh = page.text[i] === undefined;
     if (fresh) page.filled++;
     page.text[i] = text;
-    if (ts !== undefined && ts !== null) page.ts[i] = ts;
+    if (ts !== undefined && ts !== null && !page.exact[i]) page.ts[i] = ts;
     return fresh;
+  }
+
+  /** The first line in first..last that is held with only its arrival time, or 0. */
+  firstInexact(first, last) {
+    for (let n = first; n <= last; n++) {
+      const page = this.pages.get(Math.floor((n - 1) / PAGE));
+      const i = (n - 1) % PAGE;
+      if (page && page.text[i] !== undefined && !page.exact[i]) return n;
+    }
+    return 0;
+  }
+
+  /** Fetch the server's times of lines first..last (those held get them; resolves when done). */
+  async fetchTimes(first, last) {
+    const url = `/api/jobs/${this.jobId}/lines?after=${first - 1}&limit=${last - first + 1}`;
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    for (const line of body.lines) {
+      const page = this.pages.get(Math.floor((line.n - 1) / PAGE));
+      const i = (line.n - 1) % PAGE;
+      if (!page || page.text[i] === undefined || !line.ts) continue;
+      page.ts[i] = Date.parse(line.ts);
+      page.exact[i] = 1;
+    }
   }
 
   /** Lines the page at `index` should hold given what is known to exist. */
@@ -127,9 +155,11 @@ export class LineStore {
         if (Math.floor((line.n - 1) / PAGE) !== index) continue;
         if (page.text[i] === undefined) page.filled++;
         page.text[i] = line.text;
-        page.ts[i] = line.ts ? Date.parse(line.ts) : page.ts[i];
+        if (line.ts) {
+          page.ts[i] = Date.parse(line.ts);
+          page.exact[i] = 1;
+        }
       }
-      page.serverTs = true;
       this.failedAt.delete(index);
       this.inFlight.delete(index);
       this.onLoaded(index, body);

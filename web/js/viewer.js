@@ -20,6 +20,7 @@ const PAD = 8; // px above the first row and below the last
 const MAX_SCROLL = 15_000_000; // px of real scroll height at most
 const OVERSCAN = 12; // rows rendered beyond each edge
 const SMALL_LOG = 20_000; // lines: load it all (sections and offline search see everything)
+const TIMES_EVERY_MS = 500; // at most this often, a request for the server times of live lines
 
 function parseHash(hash) {
   const m = /^#L(\d+)(?:-L?(\d+))?$/.exec(hash);
@@ -356,11 +357,32 @@ class Viewer {
       this._fillRow(row, n);
     }
     this._requestPages(pages);
+    if (wanted.size) this._refreshTimes(Math.min(...wanted.keys()), Math.max(...wanted.keys()));
     this._renderFollowButton(scrollTop);
     this._renderHeaderCount();
     this.stats.renders++;
     this.stats.lastRenderMs = performance.now() - started;
     this.stats.totalRenderMs += this.stats.lastRenderMs;
+  }
+
+  /** With timestamps shown, give live lines on screen the server's time instead of the time
+   * they arrived here (one small /lines request at a time, at most every TIMES_EVERY_MS). */
+  _refreshTimes(first, last) {
+    if (!this.showTs || this.timesInFlight) return;
+    const from = this.store.firstInexact(first, last);
+    if (!from) return;
+    const wait = (this.timesAt || -Infinity) + TIMES_EVERY_MS - performance.now();
+    if (wait > 0) {
+      if (!this.timesTimer) {
+        this.timesTimer = setTimeout(() => { this.timesTimer = null; this._scheduleRender(); }, wait);
+      }
+      return;
+    }
+    this.timesInFlight = true;
+    this.timesAt = performance.now();
+    this.store.fetchTimes(from, last)
+      .catch(() => {}) // a later render asks again
+      .finally(() => { this.timesInFlight = false; this._scheduleRender(); });
   }
 
   _requestPages(visiblePages) {
@@ -384,7 +406,7 @@ class Viewer {
     const selected = this.selection && n >= this.selection.a && n <= this.selection.b;
     return [
       text === undefined ? 0 : 1, this.search.generation, this.search.isMatch(n) ? 1 : 0,
-      this.search.isCurrent(n) ? 1 : 0, this.showTs ? (this.store.ts(n) ? 2 : 1) : 0,
+      this.search.isCurrent(n) ? 1 : 0, this.showTs ? this.store.ts(n) || 0 : 0,
       header ? `${header.collapsed}:${header.end}:${this._sectionDuration(n, header)}` : "",
       this.sections.isEnd(n) ? 1 : 0, selected ? 1 : 0,
     ].join("|");
