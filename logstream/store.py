@@ -2,8 +2,9 @@
 
 The caller owns the transaction. Reads are async and run in short connections opened per page.
 Writes (and the reads a write checks under its lock) are plain synchronous functions on a sync
-`Connection`: the writer runs a whole batch of them in one call, in its own thread on SQLite
-(one thread hop per batch instead of one per statement) and through `run_sync` on PostgreSQL.
+`Connection`: the writer runs a whole batch of them in one call, on SQLite on its own sync
+connection (on the event loop for small batches, in its thread for large ones) and through
+`run_sync` on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -396,7 +396,8 @@ class Writer:
                 log.warning("closing the writer's connection failed", exc_info=True)
 
     def _run_batch(self, conn: Connection, batch: list[_Op[Any]]) -> list[_Done]:
-        """One transaction for the whole batch (runs in the writer thread or under run_sync)."""
+        """One transaction for the whole batch (SQLite: on the loop or in the writer thread;
+        PostgreSQL: under run_sync)."""
         done: list[_Done] = []
         if not self._sqlite:
             # Other processes lock job rows too: taking them in one global order (job id; the
