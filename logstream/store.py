@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy import Integer, bindparam, func, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -336,6 +336,46 @@ async def read_lines(
     straight to the driver in one call, skipping SQLAlchemy's per-row result processing.
     """
     return await fetch_raw(conn, _READ_LINES, job_id=job_id, after=after, limit=limit)
+
+
+# Characters outside ASCII whose lower case holds an ASCII letter (U+0130 -> "i̇", U+212A -> "k"),
+# with that letter: a line with one can match an ASCII search text holding that letter
+# case-insensitively without containing the text itself.
+_LOWER_TO_ASCII = (("\u0130", "i"), ("\u212a", "k"))
+
+
+def can_prefilter(needle: str, case: bool) -> bool:
+    """Whether `read_candidates` finds every line that can match `needle`: case-sensitively
+    always; ignoring case only for ASCII text (SQLite folds only ASCII letters)."""
+    return case or needle.isascii()
+
+
+async def read_candidates(
+    conn: AsyncConnection, job_id: int, after: int, limit: int, needle: str, case: bool
+) -> Sequence[Sequence[Any]]:
+    """Up to `limit` lines above `after` that may contain `needle`, as (no, ts_ms, text) rows.
+
+    The search's first pass, in the database: every line whose stored text contains the
+    needle (ASCII case folded by SQLite's LIKE, or exactly), and every line with an escape
+    sequence (an escape can split a visible match) or one of _LOWER_TO_ASCII. The caller checks
+    each candidate's visible text; this only saves reading the lines that cannot match.
+    """
+    text = lines.c.text
+    may = [text.contains("\x1b", autoescape=True)]
+    if case or conn.dialect.name == "sqlite":
+        # SQLite's LIKE folds ASCII letters by itself (three times faster than lower() LIKE).
+        may.append(text.contains(needle, autoescape=True))
+    else:
+        may.append(text.icontains(needle, autoescape=True))
+    if not case:
+        may += [text.contains(char) for char, letter in _LOWER_TO_ASCII if letter in needle]
+    query = (
+        select(lines.c.no, lines.c.ts_ms, text)
+        .where(lines.c.job_id == job_id, lines.c.no > after, or_(*may))
+        .order_by(lines.c.no)
+        .limit(limit)
+    )
+    return [tuple(row) for row in await conn.execute(query)]
 
 
 def insert_lines(
