@@ -72,7 +72,7 @@ async def test_another_process_holding_the_write_lock_is_waited_for_off_the_loop
     other.close()
     assert result.last == 2
     assert waited >= hold * 0.9, waited  # it really waited for the lock
-    assert worst < 0.3, f"the loop stalled for {worst:.3f} s"
+    assert worst < hold * 0.6, f"the loop stalled for {worst:.3f} s"  # not for the whole hold
     assert ticks > 10
     assert await _stored(services, job.id) == ["before", "during"]
 
