@@ -268,7 +268,11 @@ async def job_events() -> Response:
     svc = services()
     assert svc.hub.lifecycle is not None
     if resumed is not None:
-        cursor = resumed
+        # An id past the job's last line cannot come from this job's stream (every line a
+        # client was sent is committed, so no process reads a smaller count): a store restored
+        # from a backup, or an id from elsewhere. Resume from the job's end, so the lines stored
+        # from now on are sent rather than skipped up to that id.
+        cursor = min(resumed, job.line_count)
     elif after is not None:
         cursor = after
     else:
@@ -441,7 +445,11 @@ async def open_log(
     follow_text = args.get("follow", "0").lower() in ("1", "true", "yes")
     job = await get_job_or_404(svc, job_id)
     if resumed is not None:
-        cursor = resumed
+        # An id past the job's last line cannot come from this job's stream (every line a
+        # client was sent is committed, so no process reads a smaller count): a store restored
+        # from a backup, or an id from elsewhere. Resume from the job's end, so the lines stored
+        # from now on are sent rather than skipped up to that id.
+        cursor = min(resumed, job.line_count)
     elif after is not None:
         cursor = after
     elif tail is not None:
