@@ -268,11 +268,7 @@ async def job_events() -> Response:
     svc = services()
     assert svc.hub.lifecycle is not None
     if resumed is not None:
-        # An id past the job's last line cannot come from this job's stream (every line a
-        # client was sent is committed, so no process reads a smaller count): a store restored
-        # from a backup, or an id from elsewhere. Resume from the job's end, so the lines stored
-        # from now on are sent rather than skipped up to that id.
-        cursor = min(resumed, job.line_count)
+        cursor = resumed
     elif after is not None:
         cursor = after
     else:
