@@ -380,7 +380,8 @@ class Viewer {
     }
     this.timesInFlight = true;
     this.timesAt = performance.now();
-    this.store.fetchTimes(from, last)
+    // Collapsed sections can put far-apart lines on screen: at most a page per request.
+    this.store.fetchTimes(from, Math.min(last, from + PAGE - 1))
       .catch(() => {}) // a later render asks again
       .finally(() => { this.timesInFlight = false; this._scheduleRender(); });
   }
