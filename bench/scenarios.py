@@ -32,7 +32,7 @@ from .common import (
     ms,
     ms_stats,
 )
-from .httpc import HttpConnection, append_request, create_job, finish_job, parse_head
+from .httpc import HttpConnection, append_request, create_job, parse_head
 from .readers import (
     H1SseStream,
     ReaderSet,
