@@ -94,21 +94,8 @@ _JOB_COLUMNS = (
 )
 
 
-def _job(row: Any) -> Job:
-    return Job(
-        id=row.id,
-        name=row.name,
-        meta=json.loads(row.meta),
-        status=row.status,
-        exit_code=row.exit_code,
-        line_count=row.line_count,
-        created_ms=row.created_ms,
-        finished_ms=row.finished_ms,
-    )
-
-
-def _job_from_tuple(row: Sequence[Any]) -> Job:
-    """A Job from a raw driver row in _JOB_COLUMNS order."""
+def _job(row: Sequence[Any]) -> Job:
+    """A Job from a row in _JOB_COLUMNS order (a SQLAlchemy row or a raw driver row)."""
     id_, name, meta, status, exit_code, line_count, created_ms, finished_ms = row
     return Job(id_, name, json.loads(meta), status, exit_code, line_count, created_ms,
                finished_ms)
@@ -136,7 +123,7 @@ def create_job(
 async def get_job(conn: AsyncConnection, job_id: int) -> Job | None:
     """One job by id, or None."""
     rows = await fetch_raw(conn, _GET_JOB, job_id=job_id)
-    return _job_from_tuple(rows[0]) if rows else None
+    return _job(rows[0]) if rows else None
 
 
 def get_job_tx(conn: Connection, job_id: int) -> Job | None:
@@ -449,4 +436,4 @@ async def read_job_events(
         .order_by(job_events.c.id)
         .limit(limit)
     )
-    return [(row.event_id, row.kind, _job(row)) for row in await conn.execute(query)]
+    return [(row.event_id, row.kind, _job(row[2:])) for row in await conn.execute(query)]
