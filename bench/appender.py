@@ -12,12 +12,11 @@ as its own message, stamped when sent, and a last `end` message for the finish.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from .common import child_main, line_text, line_texts, ms_stats, self_cpu_seconds, sleep_until
-from .httpc import HttpConnection, append_request, parse_head
+from .httpc import HttpConnection, append_request
 from .peer_nchan import PUBLISHED, end_message, publish_request
 
 
@@ -35,8 +34,6 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     sent = appended = 0
     first_send = last_send = 0
-    reader = conn.reader
-    assert reader is not None
     channel = args.get("nchan_channel")  # set: publish to nchan instead of logstream
     await sleep_until(t0)
     cpu0 = self_cpu_seconds()
@@ -52,7 +49,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         sent += 1
         if channel is None:
             conn.send(append_request(conn, job, line_texts(now, next_no, batch), next_no))
-            status, body = await _answer(reader)
+            status, body = await conn.answer()
             rtts.append(time.monotonic_ns() - now)
             if status == 200:
                 appended += batch
@@ -63,7 +60,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         for _ in range(batch):  # nchan: one message per line, each stamped when sent
             stamp = time.monotonic_ns()
             conn.send(publish_request(args["port"], channel, line_text(stamp, next_no)))
-            status, body = await _answer(reader)
+            status, body = await conn.answer()
             rtts.append(time.monotonic_ns() - stamp)
             if status in PUBLISHED:
                 appended += 1
@@ -74,7 +71,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
                 break
     if channel is not None:  # the runner's finish, as nchan's last message
         conn.send(publish_request(args["port"], channel, end_message(next_no - 1)))
-        await _answer(reader)
+        await conn.answer()
     cpu = self_cpu_seconds() - cpu0
     await conn.close()
     return {
@@ -89,12 +86,6 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         "last_send_ns": last_send,
         "cpu_s": round(cpu, 3),
     }
-
-
-async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-    status, headers = parse_head(head[:-4])
-    return status, await reader.readexactly(int(headers.get("content-length", "0")))
 
 
 def main() -> None:

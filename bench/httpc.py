@@ -144,12 +144,16 @@ class HttpConnection:
             await self.close()
         return status, body
 
+    async def answer(self, timeout: float = 30.0) -> tuple[int, bytes]:
+        """The next whole answer (see response), within `timeout` seconds."""
+        return await asyncio.wait_for(self.response(), timeout)
+
     async def request(self, method: str, path: str, body: bytes = b"",
                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         if self.writer is None:
             await self.connect()
         self.send(self.build(method, path, body, headers))
-        return await asyncio.wait_for(self.response(), self.timeout)
+        return await self.answer(self.timeout)
 
     async def json(self, method: str, path: str, payload: Any = None,
                    headers: dict[str, str] | None = None, expect: int = 200) -> Any:

@@ -19,7 +19,6 @@ becomes the `end` event. Nothing is durable in nchan: messages live in shared me
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import shutil
@@ -169,6 +168,6 @@ async def publish_log(conn: Any, port: int, channel: str, lines: int, window: in
             no += 1
         conn.send(b"".join(batch))
         for _ in batch:
-            status, body = await asyncio.wait_for(conn.response(), 60)
+            status, body = await conn.answer(60)
             if status not in PUBLISHED:
                 raise RuntimeError(f"publish failed: {status} {body[:200]!r}")

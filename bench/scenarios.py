@@ -32,7 +32,7 @@ from .common import (
     ms,
     ms_stats,
 )
-from .httpc import HttpConnection, append_request, create_job, parse_head
+from .httpc import HttpConnection, append_request, create_job
 from .readers import (
     H1SseStream,
     ReaderSet,
@@ -420,7 +420,7 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
         while no <= lines and not ctx.nchan:  # logstream and the Python peer: batches
             count = min(ingest_batch, lines - no + 1)
             conn.send(append_request(conn, job, line_texts(time.monotonic_ns(), no, count), no))
-            status, body = await asyncio.wait_for(conn.response(), 60)
+            status, body = await conn.answer(60)
             if status != 200:
                 raise RuntimeError(f"append failed: {status} {body[:200]!r}")
             no += count
@@ -508,14 +508,10 @@ async def _runner(conn: HttpConnection, job: dict[str, Any], batch: int, deadlin
     acked = requests = 0
     rtts: list[int] = []
     errors: list[str] = []
-    reader = conn.reader
-    assert reader is not None
     while time.monotonic() < deadline:
         t = time.monotonic_ns()
         conn.send(append_request(conn, job, line_texts(t, no, batch), no if use_first else None))
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        status, headers = parse_head(head[:-4])
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        status, body = await conn.answer()
         rtts.append(time.monotonic_ns() - t)
         requests += 1
         if status == 200:
@@ -785,7 +781,7 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
                 future = rset.arm_reach(no)
                 t = time.monotonic_ns()
                 writer.send(ctx.append_one(writer, server.port, job, t, no))
-                status, body = await _response(writer)
+                status, body = await writer.answer()
                 if status not in (200, *peer_nchan.PUBLISHED):
                     raise RuntimeError(f"append failed: {status} {body[:200]!r}")
                 try:
@@ -822,10 +818,6 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             close_streams(streams)
             server.stop()
     return Result("idle", figures, raw)
-
-
-async def _response(conn: HttpConnection) -> tuple[int, bytes]:
-    return await asyncio.wait_for(conn.response(), 30)
 
 
 # --- TLS material -------------------------------------------------------------------------------
