@@ -8,7 +8,6 @@ append costs before logstream does anything, so the ingest figures can be read a
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -16,7 +15,7 @@ from hypercorn.asyncio import serve
 from quart import Quart, request
 
 from logstream.config import Settings
-from logstream.server import hypercorn_config, loop_factory
+from logstream.server import hypercorn_config, loop_factory, run_loop
 
 BODY = b'{"first":1,"last":1,"line_count":1}'
 
@@ -54,9 +53,7 @@ def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     settings = Settings(port=port, log_level="warning")
     app: Any = quart_app() if kind == "quart" else asgi_app
-    factory = loop_factory(settings)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(app, hypercorn_config(settings)))
+    run_loop(loop_factory(settings), serve(app, hypercorn_config(settings)))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,8 @@ def loop_factory(settings: Settings) -> LoopFactory:
     return uvloop.new_event_loop
 
 
-def _run_loop(factory: LoopFactory, main: Coroutine[Any, Any, None]) -> None:
+def run_loop(factory: LoopFactory, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` to its end on a new event loop from `factory` (None: asyncio's own)."""
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
 
@@ -162,13 +163,13 @@ def run(settings: Settings) -> None:
     log.info("event loop: %s", "asyncio" if factory is None else "uvloop")
     tune_gc()
     if settings.workers <= 1:
-        _run_loop(factory, serve(settings))
+        run_loop(factory, serve(settings))
         return
     run_workers(settings, factory)
 
 
 def _worker(settings: Settings, sockets: Sockets, factory: LoopFactory) -> None:
-    _run_loop(factory, serve(settings, sockets=sockets))
+    run_loop(factory, serve(settings, sockets=sockets))
 
 
 def run_workers(settings: Settings, factory: LoopFactory = None) -> None:
