@@ -45,7 +45,9 @@ async def search_log(
     needle = query if case else query.lower()
     found: list[int] = []
     count = 0
-    prefilter = store.can_prefilter(needle, case) and bool(needle) and "\n" not in needle
+    if not _searchable(needle):  # no line can hold it: nothing to read
+        return SearchResult(count=0, lines=[], truncated=False)
+    prefilter = store.can_prefilter(needle, case)
     while True:
         async with engine.connect() as conn:
             if prefilter:  # the database skips the lines that cannot match
@@ -62,6 +64,11 @@ async def search_log(
     return SearchResult(count=count, lines=found, truncated=count > len(found))
 
 
+def _searchable(needle: str) -> bool:
+    """A text some line can contain: not empty, and no line feed (no line holds one)."""
+    return bool(needle) and "\n" not in needle
+
+
 def matching(rows: Sequence[Sequence[Any]], needle: str, case: bool) -> list[int]:
     """The numbers of the (no, ts, text) rows whose visible text contains `needle` (already
     lower-cased unless `case`).
@@ -71,7 +78,7 @@ def matching(rows: Sequence[Sequence[Any]], needle: str, case: bool) -> list[int
     each hit is mapped back to its line by the LF positions. A line counts once however many
     times it matches.
     """
-    if not needle or "\n" in needle:
+    if not _searchable(needle):
         return []
     page = "\n".join([row[2] for row in rows])
     if "\x1b" in page:
