@@ -5,6 +5,14 @@
 
 export const PAGE = 1000;
 
+/** Give the held line its time as the server stored it (from a /lines answer). */
+function stamp(page, line) {
+  if (!line.ts) return;
+  const i = (line.n - 1) % PAGE;
+  page.ts[i] = Date.parse(line.ts);
+  page.exact[i] = 1;
+}
+
 export class LineStore {
   constructor(jobId, { maxPages = 120, maxInFlight = 4, onLoaded = () => {}, onError = () => {} } = {}) {
     this.jobId = jobId;
@@ -74,17 +82,19 @@ export class LineStore {
 
   /** Fetch the server's times of lines first..last (those held get them; resolves when done). */
   async fetchTimes(first, last) {
-    const url = `/api/jobs/${this.jobId}/lines?after=${first - 1}&limit=${last - first + 1}`;
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const body = await response.json();
+    const body = await this._get(first - 1, last - first + 1);
     for (const line of body.lines) {
       const page = this.pages.get(Math.floor((line.n - 1) / PAGE));
-      const i = (line.n - 1) % PAGE;
-      if (!page || page.text[i] === undefined || !line.ts) continue;
-      page.ts[i] = Date.parse(line.ts);
-      page.exact[i] = 1;
+      if (page && page.text[(line.n - 1) % PAGE] !== undefined) stamp(page, line);
     }
+  }
+
+  /** GET /lines after `after` (at most `limit`): the decoded answer, or an error thrown. */
+  async _get(after, limit, signal) {
+    const url = `/api/jobs/${this.jobId}/lines?after=${after}&limit=${limit}`;
+    const response = await fetch(url, { signal, headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return response.json();
   }
 
   /** Lines the page at `index` should hold given what is known to exist. */
@@ -142,11 +152,8 @@ export class LineStore {
   async _fetch(index, pump = true) {
     const controller = new AbortController();
     this.inFlight.set(index, controller);
-    const url = `/api/jobs/${this.jobId}/lines?after=${index * PAGE}&limit=${PAGE}`;
     try {
-      const response = await fetch(url, { signal: controller.signal, headers: { Accept: "application/json" } });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body = await response.json();
+      const body = await this._get(index * PAGE, PAGE, controller.signal);
       if (this.inFlight.get(index) !== controller) return; // aborted or superseded
       if (body.line_count > this.lineCount) this.lineCount = body.line_count;
       const page = this._page(index, true);
@@ -155,10 +162,7 @@ export class LineStore {
         if (Math.floor((line.n - 1) / PAGE) !== index) continue;
         if (page.text[i] === undefined) page.filled++;
         page.text[i] = line.text;
-        if (line.ts) {
-          page.ts[i] = Date.parse(line.ts);
-          page.exact[i] = 1;
-        }
+        stamp(page, line);
       }
       this.failedAt.delete(index);
       this.inFlight.delete(index);
