@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_helpers import append, fill, finish, launch_chromium
-from conftest import ServerProcess, create_job
+from support.browser import append, fill, finish, launch_chromium  # noqa: E402
+from support.server import ServerProcess, create_job  # noqa: E402
 
 FRAME_PROBE = """
 () => {

@@ -204,8 +204,7 @@ class CpuMeter:
             self.server_s = user + system - self._s0
             self.server_wait_s = proc_runq_wait_seconds(self.server_pid) - self._sw0
             # The server is pinned to its core: what else that core did was someone else's.
-            self.other_core0_s = max(
-                0.0, core_busy_seconds(SERVER_CORE) - self._c0 - self.server_s)
+            self.other_core0_s = max(0.0, core_busy_seconds(SERVER_CORE) - self._c0 - self.server_s)
         self.loadgen_s = self_cpu_seconds() - self._l0 + self.extra_loadgen
         self.loadgen_wait_s = proc_runq_wait_seconds("self") - self._lw0
         return self
@@ -226,8 +225,9 @@ class CpuMeter:
 # --- numbers --------------------------------------------------------------------------------
 
 
-def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95, 99)
-                ) -> dict[str, float]:
+def percentiles(
+    values: Sequence[float], points: Sequence[float] = (50, 95, 99)
+) -> dict[str, float]:
     """Nearest-rank percentiles plus max and count (values need not be sorted)."""
     if not values:
         return {"count": 0, **{f"p{p:g}": float("nan") for p in points}, "max": float("nan")}

@@ -14,10 +14,12 @@ import asyncio
 import time
 from typing import Any
 
-from .common import child_main, sleep_until, line_text, self_cpu_seconds
+from .common import child_main, line_text, self_cpu_seconds, sleep_until
 
-HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n")
+HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def chunk(payload: bytes) -> bytes:
@@ -60,8 +62,9 @@ class FakeServer:
 
     async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: Stream(self), "127.0.0.1", self.args["port"],
-                                          backlog=1024)
+        server = await loop.create_server(
+            lambda: Stream(self), "127.0.0.1", self.args["port"], backlog=1024
+        )
         print("listening", flush=True)
         await asyncio.wait_for(self.all_open, self.args.get("open_timeout", 120))
         await asyncio.sleep(0.5)
@@ -81,8 +84,9 @@ class FakeServer:
                 break
             if now - due > interval:
                 late += 1
-            payload = b"".join(b"id: %d\ndata: %s\n\n" % (no + i, line_text(now, no + i))
-                               for i in range(batch))
+            payload = b"".join(
+                b"id: %d\ndata: %s\n\n" % (no + i, line_text(now, no + i)) for i in range(batch)
+            )
             data = chunk(payload)
             first_send = first_send or now
             for stream in self.streams:
@@ -91,8 +95,10 @@ class FakeServer:
             ticks += 1
             k += 1
         last = no - 1
-        end = (b'id: %d\nevent: end\ndata: {"status":"succeeded","exit_code":0,'
-               b'"line_count":%d}\n\n' % (last, last))
+        end = (
+            b'id: %d\nevent: end\ndata: {"status":"succeeded","exit_code":0,'
+            b'"line_count":%d}\n\n' % (last, last)
+        )
         for stream in self.streams:
             stream.transport.write(chunk(end) + b"0\r\n\r\n")
         cpu = self_cpu_seconds() - cpu0
@@ -100,8 +106,13 @@ class FakeServer:
         while self.streams and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         server.close()
-        return {"lines": last, "ticks": ticks, "late_ticks": late, "first_send_ns": first_send,
-                "cpu_s": round(cpu, 3)}
+        return {
+            "lines": last,
+            "ticks": ticks,
+            "late_ticks": late,
+            "first_send_ns": first_send,
+            "cpu_s": round(cpu, 3),
+        }
 
 
 async def main_async(args: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from hypercorn.asyncio import serve
 from quart import Quart, request
 
 from logstream.config import Settings
-from logstream.server import hypercorn_config, loop_factory, run_loop
+from logstream.server.run import hypercorn_config, loop_factory, run_loop
 
 BODY = b'{"first":1,"last":1,"line_count":1}'
 
@@ -44,8 +44,16 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": BODY})
 
 

@@ -29,8 +29,9 @@ CONNECTION_WINDOW = 1 << 30
 class H2SseConnection(asyncio.Protocol):
     """One TLS connection speaking HTTP/2, holding one SSE stream per path."""
 
-    def __init__(self, authority: str, paths: Sequence[str], sinks: Sequence[Sink],
-                 rset: ReaderSet) -> None:
+    def __init__(
+        self, authority: str, paths: Sequence[str], sinks: Sequence[Sink], rset: ReaderSet
+    ) -> None:
         self.authority = authority.encode()
         self.paths = paths
         self.sinks = list(sinks)
@@ -61,10 +62,12 @@ class H2SseConnection(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         conn = self.conn = h2.connection.H2Connection(config=config)
         conn.initiate_connection()
-        conn.update_settings({
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            h2.settings.SettingCodes.ENABLE_PUSH: 0,
-        })
+        conn.update_settings(
+            {
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            }
+        )
         conn.increment_flow_control_window(CONNECTION_WINDOW)
         for i, path in enumerate(self.paths):
             stream_id = conn.get_next_available_stream_id()
@@ -100,8 +103,7 @@ class H2SseConnection(asyncio.Protocol):
                 sink = self.sinks[index]
                 sink.feed(event.data, now)
                 if event.flow_controlled_length:
-                    conn.acknowledge_received_data(event.flow_controlled_length,
-                                                   event.stream_id)
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 if sink.end_seen:
                     self._done(index)
             elif isinstance(event, h2.events.ResponseReceived):
@@ -157,14 +159,15 @@ async def open_h2_streams(
     started = time.monotonic()
     groups = [list(range(c, len(paths), connections)) for c in range(connections)]
     protos = [
-        H2SseConnection(f"{host}:{port}", [paths[i] for i in group], [sinks[i] for i in group],
-                        rset)
-        for group in groups if group
+        H2SseConnection(
+            f"{host}:{port}", [paths[i] for i in group], [sinks[i] for i in group], rset
+        )
+        for group in groups
+        if group
     ]
 
     async def connect(proto: H2SseConnection) -> None:
-        await loop.create_connection(lambda: proto, host, port, ssl=context,
-                                     server_hostname=host)
+        await loop.create_connection(lambda: proto, host, port, ssl=context, server_hostname=host)
 
     await asyncio.wait_for(asyncio.gather(*(connect(p) for p in protos)), timeout)
     if not await rset.wait_ready(max(0.1, timeout - (time.monotonic() - started))):

@@ -75,8 +75,15 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection; one request at a time."""
 
-    def __init__(self, host: str, port: int, *, local_host: str | None = None,
-                 cafile: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        local_host: str | None = None,
+        cafile: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.timeout = timeout  # for connecting and for each whole answer
         self.host = host
         self.port = port
@@ -96,7 +103,8 @@ class HttpConnection:
             kwargs["ssl"] = context
             kwargs["server_hostname"] = self.host
         self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, **kwargs), self.timeout)
+            asyncio.open_connection(self.host, self.port, **kwargs), self.timeout
+        )
         return self
 
     async def close(self) -> None:
@@ -104,12 +112,13 @@ class HttpConnection:
             self.writer.close()
             try:
                 await asyncio.wait_for(self.writer.wait_closed(), 2)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             self.writer = None
 
-    def build(self, method: str, path: str, body: bytes = b"",
-              headers: dict[str, str] | None = None) -> bytes:
+    def build(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> bytes:
         """The request's bytes (so a caller can stamp the time right before sending)."""
         head = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self.authority]
         for name, value in (headers or {}).items():
@@ -148,15 +157,22 @@ class HttpConnection:
         """The next whole answer (see response), within `timeout` seconds."""
         return await asyncio.wait_for(self.response(), timeout)
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             await self.connect()
         self.send(self.build(method, path, body, headers))
         return await self.answer(self.timeout)
 
-    async def json(self, method: str, path: str, payload: Any = None,
-                   headers: dict[str, str] | None = None, expect: int = 200) -> Any:
+    async def json(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        expect: int = 200,
+    ) -> Any:
         """A JSON request whose answer must have status `expect`; returns the decoded body."""
         hdrs = dict(headers or {})
         body = b""
@@ -180,18 +196,23 @@ async def finish_job(conn: HttpConnection, job: dict[str, Any], line_count: int 
     if line_count is not None:
         payload["line_count"] = line_count
     return await conn.json(
-        "POST", f"/api/jobs/{job['id']}/finish", payload,
+        "POST",
+        f"/api/jobs/{job['id']}/finish",
+        payload,
         headers={"Authorization": f"Bearer {job['token']}"},
     )
 
 
-def append_request(conn: HttpConnection, job: dict[str, Any], texts: list[str],
-                   first: int | None) -> bytes:
+def append_request(
+    conn: HttpConnection, job: dict[str, Any], texts: list[str], first: int | None
+) -> bytes:
     """The bytes of one POST /api/jobs/{id}/lines (JSON form)."""
     payload: dict[str, Any] = {"lines": texts}
     if first is not None:
         payload["first"] = first
     return conn.build(
-        "POST", f"/api/jobs/{job['id']}/lines", json.dumps(payload).encode(),
+        "POST",
+        f"/api/jobs/{job['id']}/lines",
+        json.dumps(payload).encode(),
         {"Authorization": f"Bearer {job['token']}", "Content-Type": "application/json"},
     )

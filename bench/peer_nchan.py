@@ -77,27 +77,40 @@ def available() -> str | None:
 class NchanServer(BenchServer):
     """nginx + nchan in one process, started and measured like a logstream server."""
 
-    def __init__(self, workdir: Path, *, pin: bool = True, name: str = "nchan",
-                 buffer: int = 1_000_000) -> None:
+    def __init__(
+        self, workdir: Path, *, pin: bool = True, name: str = "nchan", buffer: int = 1_000_000
+    ) -> None:
         super().__init__(workdir, pin=pin, name=name)
         self.buffer = buffer
         self.conf_path = workdir / f"{name}-{self.port}.conf"
 
     def start(self, timeout: float = 30.0) -> BenchServer:
-        self.conf_path.write_text(CONF.format(
-            module=MODULE, workdir=self.workdir, port=self.port, log=self.log_path,
-            buffer=self.buffer))
+        self.conf_path.write_text(
+            CONF.format(
+                module=MODULE,
+                workdir=self.workdir,
+                port=self.port,
+                log=self.log_path,
+                buffer=self.buffer,
+            )
+        )
         self.proc = subprocess.Popen(
-            ["nginx", "-c", str(self.conf_path)], cwd=ROOT, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ["nginx", "-c", str(self.conf_path)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=child_setup(SERVER_CORE if self.pin else None),
         )
         _RUNNING.add(self)
         return self._wait_listening(timeout)
 
     def errors_logged(self) -> list[str]:
-        return [line for line in self.logs(10**7).splitlines()
-                if any(f"[{level}]" in line for level in ("error", "crit", "alert", "emerg"))]
+        return [
+            line
+            for line in self.logs(10**7).splitlines()
+            if any(f"[{level}]" in line for level in ("error", "crit", "alert", "emerg"))
+        ]
 
 
 # nchan answers a publish 202 (queued, nobody listening) or 201 (delivered to subscribers).
@@ -113,8 +126,10 @@ def new_channel() -> dict[str, Any]:
 
 def publish_request(port: int, channel: str, text: bytes) -> bytes:
     """The bytes of one publish (one message = one line)."""
-    return (b"POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: text/plain\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (channel.encode(), port, len(text), text))
+    return (
+        b"POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (channel.encode(), port, len(text), text)
+    )
 
 
 def end_message(line_count: int) -> bytes:
@@ -145,7 +160,7 @@ class NchanSink:
         if cut < 0:
             self.rest = buf
             return
-        self.rest = buf[cut + 2:]
+        self.rest = buf[cut + 2 :]
         block = _EVENT.sub(rb"id: \2\ndata: \1", buf[: cut + 2])
         block = _END.sub(rb"id: \1\nevent: end\ndata: {}\n", block)
         self.inner.feed(self.lead + block, now)

@@ -33,8 +33,14 @@ class Job:
         self.cond = asyncio.Condition()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "status": self.status,
-                "exit_code": self.exit_code, "line_count": len(self.lines), "token": "peer"}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "line_count": len(self.lines),
+            "token": "peer",
+        }
 
 
 JOBS: dict[int, Job] = {}
@@ -63,13 +69,15 @@ async def append(request: Request) -> Response:
     texts = body["lines"]
     first = body.get("first") or len(job.lines) + 1
     if first > len(job.lines) + 1:
-        return JSONResponse({"error": "conflict", "expected_first": len(job.lines) + 1},
-                            status_code=409)
-    job.lines.extend(texts[len(job.lines) + 1 - first:])
+        return JSONResponse(
+            {"error": "conflict", "expected_first": len(job.lines) + 1}, status_code=409
+        )
+    job.lines.extend(texts[len(job.lines) + 1 - first :])
     async with job.cond:
         job.cond.notify_all()
-    return JSONResponse({"first": first, "last": first + len(texts) - 1,
-                         "line_count": len(job.lines)})
+    return JSONResponse(
+        {"first": first, "last": first + len(texts) - 1, "line_count": len(job.lines)}
+    )
 
 
 async def finish(request: Request) -> Response:
@@ -86,11 +94,14 @@ async def log(request: Request) -> Response:
     if job is None:
         return JSONResponse({"error": "not_found"}, status_code=404)
     fmt = request.query_params.get("format")
-    if fmt == "text" or (fmt is None and "text/event-stream" not in
-                         request.headers.get("accept", "")):
+    if fmt == "text" or (
+        fmt is None and "text/event-stream" not in request.headers.get("accept", "")
+    ):
+
         async def text() -> AsyncIterator[bytes]:
             for start in range(0, len(job.lines), 1000):
-                yield ("\n".join(job.lines[start:start + 1000]) + "\n").encode()
+                yield ("\n".join(job.lines[start : start + 1000]) + "\n").encode()
+
         return StreamingResponse(text(), media_type="text/plain")
     last = request.headers.get("last-event-id")
     cursor = int(last) if last else int(request.query_params.get("after", 0))
@@ -103,14 +114,23 @@ async def log(request: Request) -> Response:
             while True:
                 async with job.cond:
                     await job.cond.wait_for(
-                        lambda: len(job.lines) > cursor or job.status != "running")
+                        lambda: len(job.lines) > cursor or job.status != "running"  # noqa: B023
+                    )
                 while cursor < len(job.lines):
                     cursor += 1
                     yield {"id": str(cursor), "data": job.lines[cursor - 1]}
                 if job.status != "running" and cursor >= len(job.lines):
-                    yield {"id": str(cursor), "event": "end", "data": json.dumps(
-                        {"status": job.status, "exit_code": job.exit_code,
-                         "line_count": len(job.lines)})}
+                    yield {
+                        "id": str(cursor),
+                        "event": "end",
+                        "data": json.dumps(
+                            {
+                                "status": job.status,
+                                "exit_code": job.exit_code,
+                                "line_count": len(job.lines),
+                            }
+                        ),
+                    }
                     return
         finally:
             STREAMS -= 1
@@ -122,16 +142,26 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True, "streams": STREAMS})
 
 
-app = Starlette(routes=[
-    Route("/api/jobs", create_job, methods=["POST"]),
-    Route("/api/jobs/{job_id:int}", show_job),
-    Route("/api/jobs/{job_id:int}/lines", append, methods=["POST"]),
-    Route("/api/jobs/{job_id:int}/finish", finish, methods=["POST"]),
-    Route("/api/jobs/{job_id:int}/log", log),
-    Route("/healthz", healthz),
-])
+app = Starlette(
+    routes=[
+        Route("/api/jobs", create_job, methods=["POST"]),
+        Route("/api/jobs/{job_id:int}", show_job),
+        Route("/api/jobs/{job_id:int}/lines", append, methods=["POST"]),
+        Route("/api/jobs/{job_id:int}/finish", finish, methods=["POST"]),
+        Route("/api/jobs/{job_id:int}/log", log),
+        Route("/healthz", healthz),
+    ]
+)
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
-                log_level="warning", backlog=4096, timeout_keep_alive=75)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        backlog=4096,
+        timeout_keep_alive=75,
+    )

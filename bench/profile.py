@@ -27,8 +27,14 @@ from .common import LOADGEN_CORE, child_setup
 # Leaf frames in which a thread waits rather than runs (py-spy's own idle detection does not
 # work everywhere): the event loop's epoll_wait, thread pools and aiosqlite waiting for work.
 IDLE_LEAVES = {
-    "EpollSelector.select", "_worker", "_connection_worker_thread", "Condition.wait",
-    "Event.wait", "Queue.get", "Thread._wait_for_tstate_lock", "Thread.join",
+    "EpollSelector.select",
+    "_worker",
+    "_connection_worker_thread",
+    "Condition.wait",
+    "Event.wait",
+    "Queue.get",
+    "Thread._wait_for_tstate_lock",
+    "Thread.join",
 }
 # Frames on every stack (start-up, the loop itself): left out of the "total" list.
 BOILERPLATE = re.compile(
@@ -50,9 +56,22 @@ async def start_record(pid: int, out: Path, seconds: float) -> asyncio.subproces
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     return await asyncio.create_subprocess_exec(
-        exe, "record", "--format", "raw", "--rate", "100", "--nonblocking", "--threads",
-        "--duration", str(max(1, int(seconds))), "--output", str(out), "--pid", str(pid),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        exe,
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "100",
+        "--nonblocking",
+        "--threads",
+        "--duration",
+        str(max(1, int(seconds))),
+        "--output",
+        str(out),
+        "--pid",
+        str(pid),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
         preexec_fn=child_setup(LOADGEN_CORE),
     )
 
@@ -61,7 +80,7 @@ async def finish_record(proc: asyncio.subprocess.Process, out: Path) -> dict[str
     """Wait for the recording (bounded), then summarize it."""
     try:
         await asyncio.wait_for(proc.wait(), 30)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
     if not out.exists():
@@ -85,8 +104,9 @@ def _short(frame: str) -> tuple[str, str]:
             break
     if "/logstream/" in path:
         path = "logstream/" + path.split("/logstream/", 1)[1]
-    package = path.split("/", 1)[0].removesuffix(".py") if "/" in path else (
-        path.removesuffix(".py"))
+    package = (
+        path.split("/", 1)[0].removesuffix(".py") if "/" in path else (path.removesuffix(".py"))
+    )
     return f"{func} ({path})", package
 
 
@@ -146,20 +166,25 @@ def summarize(raw: str, top: int = 15) -> dict[str, Any]:
 
 
 def render(summary: dict[str, Any]) -> str:
-    lines = [f"{summary['busy_samples']} busy samples (of {summary['samples']}; waiting"
-             " leaves such as epoll_wait left out; shares are of busy samples)"]
-    for key, title in (("thread_pct", "samples by thread"),
-                       ("package_self_pct", "self time by package"),
-                       ("self_pct", "self time by function"),
-                       ("total_pct", "total time (anywhere on the stack)")):
+    lines = [
+        f"{summary['busy_samples']} busy samples (of {summary['samples']}; waiting"
+        " leaves such as epoll_wait left out; shares are of busy samples)"
+    ]
+    for key, title in (
+        ("thread_pct", "samples by thread"),
+        ("package_self_pct", "self time by package"),
+        ("self_pct", "self time by function"),
+        ("total_pct", "total time (anywhere on the stack)"),
+    ):
         lines.append(f"  {title}:")
         lines.extend(f"    {pct:5.1f}%  {name}" for name, pct in summary[key])
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()

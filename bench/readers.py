@@ -83,14 +83,14 @@ class ReaderSet:
         try:
             await asyncio.wait_for(asyncio.shield(self._ready_future), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def wait_done(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(asyncio.shield(self._done_future), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def arm_reach(self, target: int) -> asyncio.Future[None]:
@@ -111,11 +111,26 @@ class ReaderSet:
 class SseCounter:
     """Counts events by scanning raw bytes for `\\nid: `; checks ids are consecutive."""
 
-    __slots__ = ("next", "count", "bytes", "rest", "end_id", "end_seen", "gaps", "dups",
-                 "bad", "errors", "block_lat", "last_ns", "rset", "reached_target")
+    __slots__ = (
+        "next",
+        "count",
+        "bytes",
+        "rest",
+        "end_id",
+        "end_seen",
+        "gaps",
+        "dups",
+        "bad",
+        "errors",
+        "block_lat",
+        "last_ns",
+        "rset",
+        "reached_target",
+    )
 
-    def __init__(self, rset: ReaderSet | None = None, first: int = 1,
-                 block_latency: bool = True) -> None:
+    def __init__(
+        self, rset: ReaderSet | None = None, first: int = 1, block_latency: bool = True
+    ) -> None:
         self.next = first  # the id expected next
         self.count = 0
         self.bytes = 0
@@ -197,11 +212,28 @@ class SseCounter:
 class SseVerifier:
     """Parses every event of a de-framed SSE body; checks every id and text; all latencies."""
 
-    __slots__ = ("next", "count", "bytes", "buf", "end_id", "end_seen", "gaps", "dups", "bad",
-                 "bad_text", "errors", "lat", "last_ns", "rset", "reached_target", "check_text")
+    __slots__ = (
+        "next",
+        "count",
+        "bytes",
+        "buf",
+        "end_id",
+        "end_seen",
+        "gaps",
+        "dups",
+        "bad",
+        "bad_text",
+        "errors",
+        "lat",
+        "last_ns",
+        "rset",
+        "reached_target",
+        "check_text",
+    )
 
-    def __init__(self, rset: ReaderSet | None = None, first: int = 1,
-                 check_text: bool = True) -> None:
+    def __init__(
+        self, rset: ReaderSet | None = None, first: int = 1, check_text: bool = True
+    ) -> None:
         self.next = first
         self.count = 0
         self.bytes = 0
@@ -288,8 +320,9 @@ Sink = SseCounter | SseVerifier
 class H1SseStream(asyncio.Protocol):
     """One HTTP/1.1 connection holding one SSE GET; hands the body to its sink."""
 
-    def __init__(self, request: bytes, sink: Sink, rset: ReaderSet, *,
-                 close_on_end: bool = True) -> None:
+    def __init__(
+        self, request: bytes, sink: Sink, rset: ReaderSet, *, close_on_end: bool = True
+    ) -> None:
         self.request = request
         self.sink = sink
         self.rset = rset
@@ -404,7 +437,7 @@ async def open_h1_streams(
                     loop.create_connection(lambda: proto, host, port, **kwargs),
                     max(0.1, deadline - time.monotonic()),
                 )
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 rset.on_failed(f"connect: {error!r}")
                 proto.finished = True
                 rset.on_done()

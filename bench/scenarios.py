@@ -36,8 +36,8 @@ from .httpc import HttpConnection, append_request, create_job
 from .readers import (
     H1SseStream,
     ReaderSet,
-    SseCounter,
     Sink,
+    SseCounter,
     SseVerifier,
     close_streams,
     open_h1_streams,
@@ -67,8 +67,12 @@ class Context:
         if self.nchan:
             return peer_nchan.NchanServer(self.workdir, name=f"nchan-{name}", pin=self.pin)
         if self.peer:
-            return BenchServer(self.workdir, name=f"{self.peer}-{name}", pin=self.pin,
-                               module_args=[f"bench.{self.peer}"])
+            return BenchServer(
+                self.workdir,
+                name=f"{self.peer}-{name}",
+                pin=self.pin,
+                module_args=[f"bench.{self.peer}"],
+            )
         return BenchServer(self.workdir, name=name, pin=self.pin, **kwargs)
 
     # What differs for nchan, which has channels and messages, not jobs and numbered lines
@@ -97,12 +101,17 @@ class Context:
     async def finish(self, control: HttpConnection, job: dict[str, Any], last_line: int) -> None:
         if self.nchan:
             return  # the appender published the `end` message after the last line
-        await _json(control, "POST", f"/api/jobs/{job['id']}/finish",
-                    {"status": "succeeded", "exit_code": 0, "line_count": last_line},
-                    headers={"Authorization": f"Bearer {job['token']}"})
+        await _json(
+            control,
+            "POST",
+            f"/api/jobs/{job['id']}/finish",
+            {"status": "succeeded", "exit_code": 0, "line_count": last_line},
+            headers={"Authorization": f"Bearer {job['token']}"},
+        )
 
-    def append_one(self, conn: HttpConnection, port: int, job: dict[str, Any], t_ns: int,
-                   no: int) -> bytes:
+    def append_one(
+        self, conn: HttpConnection, port: int, job: dict[str, Any], t_ns: int, no: int
+    ) -> bytes:
         """One line appended as its own request (bytes to send); the answer is 200 / 202."""
         if self.nchan:
             return peer_nchan.publish_request(port, job["id"], line_text(t_ns, no))
@@ -115,8 +124,10 @@ def unwrap(sink: Any) -> Sink:
 
 
 # Peers the bench can run in the same session as logstream (`--peer`).
-PEERS = {"peer_starlette": "peer: sse-starlette on uvicorn, in memory",
-         "peer_nchan": peer_nchan.LABEL}
+PEERS = {
+    "peer_starlette": "peer: sse-starlette on uvicorn, in memory",
+    "peer_nchan": peer_nchan.LABEL,
+}
 
 
 @dataclasses.dataclass
@@ -137,8 +148,10 @@ def _cpu(figure: Figure, meter: CpuMeter) -> Figure:
 def _lat_text(stats: dict[str, float]) -> str:
     if not stats.get("count"):
         return "n/a"
-    return (f"p50 {stats['p50']:.1f} / p95 {stats['p95']:.1f} / p99 {stats['p99']:.1f}"
-            f" / max {stats['max']:.1f} ms")
+    return (
+        f"p50 {stats['p50']:.1f} / p95 {stats['p95']:.1f} / p99 {stats['p99']:.1f}"
+        f" / max {stats['max']:.1f} ms"
+    )
 
 
 class Profiler:
@@ -165,15 +178,26 @@ class Profiler:
 # --- 1 and 5: fan-out -------------------------------------------------------------------------
 
 
-async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
-                 full_readers: int | None = None, batch: int = 10, h2: bool = False,
-                 h2_connections: int = 10, p99_target_ms: float | None = None) -> Result:
+async def fanout(
+    ctx: Context,
+    readers: int,
+    rate: int,
+    duration: float,
+    *,
+    full_readers: int | None = None,
+    batch: int = 10,
+    h2: bool = False,
+    h2_connections: int = 10,
+    p99_target_ms: float | None = None,
+) -> Result:
     """S readers tail one job while a paced runner appends R lines/s in batches."""
     label = f"fan-out S={readers:,} R={rate:,}/s"
     if h2:
         conns = min(h2_connections, readers)
-        label = (f"fan-out h2/TLS S={readers:,} R={rate:,}/s"
-                 f" ({conns} conn x {math.ceil(readers / conns)} streams)")
+        label = (
+            f"fan-out h2/TLS S={readers:,} R={rate:,}/s"
+            f" ({conns} conn x {math.ceil(readers / conns)} streams)"
+        )
     name = f"fanout{'_h2' if h2 else ''}_{readers}"
     if full_readers is None:
         full_readers = readers if readers <= 100 else 10
@@ -184,15 +208,17 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
         p99_target_ms = 250.0 if readers >= 1000 else 50.0
     tls = ctx.tls if h2 else None
     label = ctx.label(label)
-    server = ctx.server(name, certfile=tls["certfile"] if tls else None,
-                        keyfile=tls["keyfile"] if tls else None)
+    server = ctx.server(
+        name, certfile=tls["certfile"] if tls else None, keyfile=tls["keyfile"] if tls else None
+    )
     server.start()
     streams: list[Any] = []
     appender: asyncio.subprocess.Process | None = None
     try:
         # Control requests (create, finish, healthz) go over HTTP/1.1 (over TLS with a cert).
-        control = await HttpConnection(HOST, server.port,
-                                       cafile=tls["cafile"] if tls else None).connect()
+        control = await HttpConnection(
+            HOST, server.port, cafile=tls["cafile"] if tls else None
+        ).connect()
         job = await ctx.create_job(control, name)
         path = ctx.log_path(job)
 
@@ -204,12 +230,22 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
 
             assert tls is not None
             rset, streams, sinks, open_s = await open_h2_streams(
-                HOST, server.port, client_context(tls["cafile"]), [path] * readers,
-                sink_factory, min(h2_connections, readers), timeout=60,
+                HOST,
+                server.port,
+                client_context(tls["cafile"]),
+                [path] * readers,
+                sink_factory,
+                min(h2_connections, readers),
+                timeout=60,
             )
         else:
             rset, streams, open_s = await open_h1_streams(
-                HOST, server.port, [path] * readers, sink_factory, batch=500, timeout=120,
+                HOST,
+                server.port,
+                [path] * readers,
+                sink_factory,
+                batch=500,
+                timeout=120,
             )
             sinks = [unwrap(s.sink) for s in streams]
         if rset.failed:
@@ -218,16 +254,28 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
         await asyncio.sleep(0.3)
 
         t0 = time.monotonic_ns() + 300_000_000
-        args = {"port": server.port, "job_id": job["id"], "token": job["token"],
-                "rate": rate, "duration": duration, "batch": batch, "t0_ns": t0,
-                "tls": bool(tls)}
+        args = {
+            "port": server.port,
+            "job_id": job["id"],
+            "token": job["token"],
+            "rate": rate,
+            "duration": duration,
+            "batch": batch,
+            "t0_ns": t0,
+            "tls": bool(tls),
+        }
         if tls:
             args["cafile"] = tls["cafile"]
         if ctx.nchan:
             args["nchan_channel"] = job["id"]
         appender = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.appender", json.dumps(args),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "bench.appender",
+            json.dumps(args),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=child_setup(LOADGEN_CORE if ctx.pin else None),
         )
         await asyncio.sleep(max(0.0, (t0 - time.monotonic_ns()) / 1e9))
@@ -263,66 +311,122 @@ async def fanout(ctx: Context, readers: int, rate: int, duration: float, *,
     wanted_rate = readers * rate
     ends_ok = sum(1 for s in sinks if s.end_seen and s.end_id == last_line)
     lat = ms_stats([v for s in sinks if isinstance(s, SseVerifier) for v in s.lat])
-    block_lat = ms_stats([v for s in sinks if isinstance(s, SseCounter)
-                          for v in (s.block_lat or [])])
+    block_lat = ms_stats(
+        [v for s in sinks if isinstance(s, SseCounter) for v in (s.block_lat or [])]
+    )
     problems = summarize_sinks(sinks)
-    clean = not (problems["gaps"] or problems["duplicates"] or problems["inconsistent"]
-                 or problems["bad_text"])
+    clean = not (
+        problems["gaps"]
+        or problems["duplicates"]
+        or problems["inconsistent"]
+        or problems["bad_text"]
+    )
     appended_ok = appended["appended_lines"] >= 0.99 * appended["asked_lines"]
     all_delivered = total == expected and ends_ok == readers
-    mode = (f"{min(h2_connections, readers)} TLS connections x "
-            f"{math.ceil(readers / min(h2_connections, readers))} streams" if h2
-            else f"{readers} HTTP/1.1 connections")
+    mode = (
+        f"{min(h2_connections, readers)} TLS connections x "
+        f"{math.ceil(readers / min(h2_connections, readers))} streams"
+        if h2
+        else f"{readers} HTTP/1.1 connections"
+    )
     raw = {
-        "readers": readers, "rate": rate, "duration_s": duration, "batch": batch,
-        "transport": mode, "verifying_readers": len(full_set),
-        "open_streams_s": round(open_s, 2), "server_counted_streams": counted,
-        "appender": appended, "events_received": total, "events_expected": expected,
+        "readers": readers,
+        "rate": rate,
+        "duration_s": duration,
+        "batch": batch,
+        "transport": mode,
+        "verifying_readers": len(full_set),
+        "open_streams_s": round(open_s, 2),
+        "server_counted_streams": counted,
+        "appender": appended,
+        "events_received": total,
+        "events_expected": expected,
         "delivered_events_per_s": round(delivered_rate, 1),
         "delivery_span_s": round(span_s, 3),
-        "readers_with_end": ends_ok, "all_done": all_done,
+        "readers_with_end": ends_ok,
+        "all_done": all_done,
         "end_after_finish_ms": ms(done_ns - finish_ns),
         "latency_ms_verifiers_all_events": lat,
         "latency_ms_oldest_event_per_read_counters": block_lat,
-        "problems": problems, "cpu": meter.to_json(),
+        "problems": problems,
+        "cpu": meter.to_json(),
         "server_errors_logged": len(server.errors_logged()),
         "profile": profile,
     }
     figures = [
-        _cpu(Figure(
-            label, "delivered events/s (all readers)",
-            f"{fmt_int(delivered_rate)} ({fmt_int(total)}/{fmt_int(expected)} events)",
-            f"{fmt_int(wanted_rate)}/s, all delivered",
-            all_delivered and appended_ok and delivered_rate >= 0.97 * wanted_rate,
-        ), meter),
-        _cpu(Figure(
-            label, f"latency append->reader ({len(full_set)} verifying readers, every event)",
-            _lat_text(lat), f"p99 < {p99_target_ms:g} ms",
-            bool(lat.get("count")) and lat["p99"] < p99_target_ms,
-        ), meter),
+        _cpu(
+            Figure(
+                label,
+                "delivered events/s (all readers)",
+                f"{fmt_int(delivered_rate)} ({fmt_int(total)}/{fmt_int(expected)} events)",
+                f"{fmt_int(wanted_rate)}/s, all delivered",
+                all_delivered and appended_ok and delivered_rate >= 0.97 * wanted_rate,
+            ),
+            meter,
+        ),
+        _cpu(
+            Figure(
+                label,
+                f"latency append->reader ({len(full_set)} verifying readers, every event)",
+                _lat_text(lat),
+                f"p99 < {p99_target_ms:g} ms",
+                bool(lat.get("count")) and lat["p99"] < p99_target_ms,
+            ),
+            meter,
+        ),
     ]
     if block_lat.get("count"):
-        figures.append(_cpu(Figure(
-            label, f"latency, oldest event of each read ({readers - len(full_set)} counting"
-            " readers)", _lat_text(block_lat), "(upper bound, info)", None), meter))
-    figures.append(_cpu(Figure(
-        label, "gaps / duplicates; readers that got `end`",
-        f"{problems['gaps']} / {problems['duplicates']}"
-        f" (+{problems['inconsistent'] + problems['bad_text']} other); {ends_ok}/{readers}",
-        "none; all", clean and ends_ok == readers,
-    ), meter))
-    figures.append(_cpu(Figure(
-        label, "lines appended / asked (POST rtt p99)",
-        f"{fmt_int(appended['appended_lines'])} / {fmt_int(appended['asked_lines'])}"
-        f" ({fmt_ms(appended['post_rtt_ms']['p99'])})"
-        + (f" [{len(appended['errors'])} failed POSTs]" if appended["errors"] else ""),
-        ">= 99% of asked", appended_ok and not appended["errors"],
-    ), meter))
+        figures.append(
+            _cpu(
+                Figure(
+                    label,
+                    f"latency, oldest event of each read ({readers - len(full_set)} counting"
+                    " readers)",
+                    _lat_text(block_lat),
+                    "(upper bound, info)",
+                    None,
+                ),
+                meter,
+            )
+        )
+    figures.append(
+        _cpu(
+            Figure(
+                label,
+                "gaps / duplicates; readers that got `end`",
+                f"{problems['gaps']} / {problems['duplicates']}"
+                f" (+{problems['inconsistent'] + problems['bad_text']} other); {ends_ok}/{readers}",
+                "none; all",
+                clean and ends_ok == readers,
+            ),
+            meter,
+        )
+    )
+    figures.append(
+        _cpu(
+            Figure(
+                label,
+                "lines appended / asked (POST rtt p99)",
+                f"{fmt_int(appended['appended_lines'])} / {fmt_int(appended['asked_lines'])}"
+                f" ({fmt_ms(appended['post_rtt_ms']['p99'])})"
+                + (f" [{len(appended['errors'])} failed POSTs]" if appended["errors"] else ""),
+                ">= 99% of asked",
+                appended_ok and not appended["errors"],
+            ),
+            meter,
+        )
+    )
     return Result(name, figures, raw)
 
 
-async def _json(conn: HttpConnection, method: str, path: str, payload: Any = None,
-                headers: dict[str, str] | None = None, expect: int = 200) -> Any:
+async def _json(
+    conn: HttpConnection,
+    method: str,
+    path: str,
+    payload: Any = None,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
+) -> Any:
     return await asyncio.wait_for(conn.json(method, path, payload, headers, expect), 30)
 
 
@@ -388,8 +492,7 @@ async def _read_one(port: int, path: str, accept: str, sink: Any) -> tuple[float
     loop = asyncio.get_running_loop()
     rset = ReaderSet(1)
     sink.rset = rset
-    request = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: {accept}\r\n\r\n"
-               ).encode()
+    request = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: {accept}\r\n\r\n").encode()
     proto = H1SseStream(request, sink, rset)
     started = time.monotonic_ns()
     await loop.create_connection(lambda: proto, HOST, port)
@@ -401,8 +504,9 @@ async def _read_one(port: int, path: str, accept: str, sink: Any) -> tuple[float
     return (max(sink.last_ns, started) - started) / 1e9, sink
 
 
-async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
-                  sse_target_s: float = 3.0) -> Result:
+async def catchup(
+    ctx: Context, lines: int, ingest_batch: int = 5000, sse_target_s: float = 3.0
+) -> Result:
     """Build a finished log of `lines` lines, then read it from line 1 (SSE, raw text)."""
     label = ctx.label(f"catch-up {lines:,} lines")
     server = ctx.server("catchup")
@@ -428,70 +532,125 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
         meter.stop()
         await ctx.finish(conn, job, lines)
         await conn.close()
-        raw["ingest"] = {"seconds": round(ingest_s, 3), "lines_per_s": round(lines / ingest_s),
-                         "cpu": meter.to_json()}
-        figures.append(_cpu(Figure(
-            label, "build: one message per line (500 pipelined)" if ctx.nchan
-            else f"build: ingest in batches of {ingest_batch:,} (1 in flight)",
-            f"{fmt_int(lines / ingest_s)} lines/s ({ingest_s:.2f} s)", "(info)", None), meter))
+        raw["ingest"] = {
+            "seconds": round(ingest_s, 3),
+            "lines_per_s": round(lines / ingest_s),
+            "cpu": meter.to_json(),
+        }
+        figures.append(
+            _cpu(
+                Figure(
+                    label,
+                    "build: one message per line (500 pipelined)"
+                    if ctx.nchan
+                    else f"build: ingest in batches of {ingest_batch:,} (1 in flight)",
+                    f"{fmt_int(lines / ingest_s)} lines/s ({ingest_s:.2f} s)",
+                    "(info)",
+                    None,
+                ),
+                meter,
+            )
+        )
 
         path = ctx.log_path(job)
         # SSE from line 1, counted cheaply (the figure) ...
         meter = CpuMeter(server.pid).start()
         prof = Profiler(ctx, server, "catchup_sse", 5)
         await prof.start()
-        seconds, sink = await _read_one(server.port, path, "text/event-stream",
-                                        ctx.sink(SseCounter(block_latency=False)))
+        seconds, sink = await _read_one(
+            server.port, path, "text/event-stream", ctx.sink(SseCounter(block_latency=False))
+        )
         sink = unwrap(sink)
         meter.stop()
         profile = await prof.finish()
         ok = sink.count == lines and sink.ok and sink.end_id == lines
-        raw["sse"] = {"seconds": round(seconds, 3), "events": sink.count,
-                      "lines_per_s": round(sink.count / seconds),
-                      "wire_MB_per_s": round(sink.bytes / seconds / 1e6, 2),
-                      "wire_bytes": sink.bytes, "ok": ok, "errors": sink.errors,
-                      "cpu": meter.to_json(), "profile": profile}
-        figures.append(_cpu(Figure(
-            label, "SSE from line 1 (HTTP/1.1, counting reader)",
-            f"{seconds:.2f} s = {fmt_int(sink.count / seconds)} lines/s,"
-            f" {sink.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT/IDS]'}",
-            f"< {sse_target_s:g} s (> {fmt_int(lines / sse_target_s)} lines/s)",
-            ok and seconds < sse_target_s), meter))
+        raw["sse"] = {
+            "seconds": round(seconds, 3),
+            "events": sink.count,
+            "lines_per_s": round(sink.count / seconds),
+            "wire_MB_per_s": round(sink.bytes / seconds / 1e6, 2),
+            "wire_bytes": sink.bytes,
+            "ok": ok,
+            "errors": sink.errors,
+            "cpu": meter.to_json(),
+            "profile": profile,
+        }
+        figures.append(
+            _cpu(
+                Figure(
+                    label,
+                    "SSE from line 1 (HTTP/1.1, counting reader)",
+                    f"{seconds:.2f} s = {fmt_int(sink.count / seconds)} lines/s,"
+                    f" {sink.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT/IDS]'}",
+                    f"< {sse_target_s:g} s (> {fmt_int(lines / sse_target_s)} lines/s)",
+                    ok and seconds < sse_target_s,
+                ),
+                meter,
+            )
+        )
         sse_seconds = seconds
 
         # ... raw text (nchan has none) ...
         if not ctx.nchan:
             meter = CpuMeter(server.pid).start()
-            seconds, text = await _read_one(server.port, path + "?format=text", "text/plain",
-                                            TextCounter(ReaderSet(1)))
+            seconds, text = await _read_one(
+                server.port, path + "?format=text", "text/plain", TextCounter(ReaderSet(1))
+            )
             meter.stop()
             ok = text.count == lines and not text.bad
-            raw["text"] = {"seconds": round(seconds, 3), "lines": text.count,
-                           "lines_per_s": round(text.count / seconds),
-                           "wire_MB_per_s": round(text.bytes / seconds / 1e6, 2),
-                           "payload_MB_per_s": round(text.payload_bytes / seconds / 1e6, 2),
-                           "ok": ok, "errors": text.errors, "cpu": meter.to_json()}
-            figures.append(_cpu(Figure(
-                label, "raw text from line 1 (?format=text)",
-                f"{seconds:.2f} s = {fmt_int(text.count / seconds)} lines/s,"
-                f" {text.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT]'}",
-                "faster than SSE", ok and seconds < sse_seconds), meter))
+            raw["text"] = {
+                "seconds": round(seconds, 3),
+                "lines": text.count,
+                "lines_per_s": round(text.count / seconds),
+                "wire_MB_per_s": round(text.bytes / seconds / 1e6, 2),
+                "payload_MB_per_s": round(text.payload_bytes / seconds / 1e6, 2),
+                "ok": ok,
+                "errors": text.errors,
+                "cpu": meter.to_json(),
+            }
+            figures.append(
+                _cpu(
+                    Figure(
+                        label,
+                        "raw text from line 1 (?format=text)",
+                        f"{seconds:.2f} s = {fmt_int(text.count / seconds)} lines/s,"
+                        f" {text.bytes / seconds / 1e6:.1f} MB/s{'' if ok else ' [WRONG COUNT]'}",
+                        "faster than SSE",
+                        ok and seconds < sse_seconds,
+                    ),
+                    meter,
+                )
+            )
 
         # ... and SSE again with every event parsed and checked (client-side cost included).
         meter = CpuMeter(server.pid).start()
-        seconds, full = await _read_one(server.port, path, "text/event-stream",
-                                        ctx.sink(SseVerifier(check_text=True)))
+        seconds, full = await _read_one(
+            server.port, path, "text/event-stream", ctx.sink(SseVerifier(check_text=True))
+        )
         full = unwrap(full)
         meter.stop()
         ok = full.count == lines and full.ok and full.end_id == lines
-        raw["sse_verified"] = {"seconds": round(seconds, 3), "events": full.count,
-                               "lines_per_s": round(full.count / seconds), "ok": ok,
-                               "errors": full.errors, "cpu": meter.to_json()}
-        figures.append(_cpu(Figure(
-            label, "SSE from line 1, every event parsed + checked",
-            f"{seconds:.2f} s = {fmt_int(full.count / seconds)} lines/s"
-            f"{'' if ok else ' [ERRORS: ' + '; '.join(full.errors[:2]) + ']'}",
-            "no gap/dup, texts exact", ok), meter))
+        raw["sse_verified"] = {
+            "seconds": round(seconds, 3),
+            "events": full.count,
+            "lines_per_s": round(full.count / seconds),
+            "ok": ok,
+            "errors": full.errors,
+            "cpu": meter.to_json(),
+        }
+        figures.append(
+            _cpu(
+                Figure(
+                    label,
+                    "SSE from line 1, every event parsed + checked",
+                    f"{seconds:.2f} s = {fmt_int(full.count / seconds)} lines/s"
+                    f"{'' if ok else ' [ERRORS: ' + '; '.join(full.errors[:2]) + ']'}",
+                    "no gap/dup, texts exact",
+                    ok,
+                ),
+                meter,
+            )
+        )
         raw["server_errors_logged"] = len(server.errors_logged())
     finally:
         server.stop()
@@ -501,8 +660,14 @@ async def catchup(ctx: Context, lines: int, ingest_batch: int = 5000,
 # --- 3: ingest --------------------------------------------------------------------------------
 
 
-async def _runner(conn: HttpConnection, job: dict[str, Any], batch: int, deadline: float,
-                  use_first: bool, first: int = 1) -> tuple[int, int, list[int], list[str]]:
+async def _runner(
+    conn: HttpConnection,
+    job: dict[str, Any],
+    batch: int,
+    deadline: float,
+    use_first: bool,
+    first: int = 1,
+) -> tuple[int, int, list[int], list[str]]:
     """Append batches back to back until `deadline`: (lines acknowledged, requests, rtts)."""
     no = first
     acked = requests = 0
@@ -522,9 +687,16 @@ async def _runner(conn: HttpConnection, job: dict[str, Any], batch: int, deadlin
     return acked, requests, rtts, errors
 
 
-async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 100, 1000),
-                 concurrency: int = 8, runners: int = 4, runners_batch: int = 100,
-                 sqlite_seconds: float = 3.0, req_target: float = 2000.0) -> Result:
+async def ingest(
+    ctx: Context,
+    seconds: float,
+    batches: tuple[int, ...] = (1, 100, 1000),
+    concurrency: int = 8,
+    runners: int = 4,
+    runners_batch: int = 100,
+    sqlite_seconds: float = 3.0,
+    req_target: float = 2000.0,
+) -> Result:
     """Durable appends as fast as possible; and the raw SQLite insert limit for comparison."""
     figures: list[Figure] = []
     raw: dict[str, Any] = {"seconds_per_mode": seconds}
@@ -535,27 +707,46 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
         sqlite = await _sqlite_raw(ctx, sqlite_seconds)
         raw["sqlite_raw"] = sqlite
         batched_rate = sqlite["batched"]["rows_per_s"]
-        for key, label in (("batched", "1,000 rows per transaction"),
-                           ("single", "1 row per transaction")):
+        for key, label in (
+            ("batched", "1,000 rows per transaction"),
+            ("single", "1 row per transaction"),
+        ):
             r = sqlite[key]
-            figures.append(Figure(
-                "raw SQLite (sqlite3, WAL, sync=NORMAL)", label,
-                f"{fmt_int(r['rows_per_s'])} rows/s", "(reference)", None,
-                server_cpu_s=r["cpu_s"], loadgen_cpu_s=0.0, window_s=r["seconds"],
-                other_core0_s=r.get("other_core0_s")))
+            figures.append(
+                Figure(
+                    "raw SQLite (sqlite3, WAL, sync=NORMAL)",
+                    label,
+                    f"{fmt_int(r['rows_per_s'])} rows/s",
+                    "(reference)",
+                    None,
+                    server_cpu_s=r["cpu_s"],
+                    loadgen_cpu_s=0.0,
+                    window_s=r["seconds"],
+                    other_core0_s=r.get("other_core0_s"),
+                )
+            )
 
     server = ctx.server("ingest")
     server.start()
     try:
         control = await HttpConnection(HOST, server.port).connect()
         modes: list[tuple[str, int, int, int]] = [
-            (f"1 runner, batch {b}, 1 in flight", b, 1, 1) for b in batches]
+            (f"1 runner, batch {b}, 1 in flight", b, 1, 1) for b in batches
+        ]
         if 1 in batches and concurrency > 1:
-            modes.insert(batches.index(1) + 1,
-                         (f"1 job, batch 1, {concurrency} in flight", 1, concurrency, 1))
+            modes.insert(
+                batches.index(1) + 1,
+                (f"1 job, batch 1, {concurrency} in flight", 1, concurrency, 1),
+            )
         if runners > 1:
-            modes.append((f"{runners} runners on {runners} jobs, batch {runners_batch}",
-                          runners_batch, runners, runners))
+            modes.append(
+                (
+                    f"{runners} runners on {runners} jobs, batch {runners_batch}",
+                    runners_batch,
+                    runners,
+                    runners,
+                )
+            )
         raw["modes"] = []
         for title, batch, flows, jobs_n in modes:
             jobs = [await create_job(control, f"ingest-{batch}-{flows}") for _ in range(jobs_n)]
@@ -567,9 +758,15 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
             started = time.monotonic()
             deadline = started + seconds
             use_first = flows == jobs_n  # one writer per job: number the batches
-            outs = await asyncio.wait_for(asyncio.gather(*(
-                _runner(conns[i], jobs[i % jobs_n], batch, deadline, use_first)
-                for i in range(flows))), seconds + 60)
+            outs = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        _runner(conns[i], jobs[i % jobs_n], batch, deadline, use_first)
+                        for i in range(flows)
+                    )
+                ),
+                seconds + 60,
+            )
             elapsed = time.monotonic() - started
             meter.stop()
             profile = await prof.finish()
@@ -584,17 +781,28 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
                 info = await _json(control, "GET", f"/api/jobs/{job['id']}")
                 stored += int(info["line_count"])
             entry = {
-                "mode": title, "batch": batch, "in_flight": flows, "jobs": jobs_n,
-                "seconds": round(elapsed, 3), "requests": requests, "lines_acked": acked,
-                "lines_stored": stored, "lines_per_s": round(acked / elapsed, 1),
-                "requests_per_s": round(requests / elapsed, 1), "rtt_ms": ms_stats(rtts),
-                "errors": errors[:5], "cpu": meter.to_json(), "profile": profile,
+                "mode": title,
+                "batch": batch,
+                "in_flight": flows,
+                "jobs": jobs_n,
+                "seconds": round(elapsed, 3),
+                "requests": requests,
+                "lines_acked": acked,
+                "lines_stored": stored,
+                "lines_per_s": round(acked / elapsed, 1),
+                "requests_per_s": round(requests / elapsed, 1),
+                "rtt_ms": ms_stats(rtts),
+                "errors": errors[:5],
+                "cpu": meter.to_json(),
+                "profile": profile,
             }
             raw["modes"].append(entry)
             consistent = stored == acked and not errors
-            value = (f"{fmt_int(acked / elapsed)} lines/s, {fmt_int(requests / elapsed)} req/s"
-                     f" (rtt p99 {rtts and ms_stats(rtts)['p99'] or 0:.1f} ms)"
-                     f"{'' if consistent else f' [stored {stored} != acked {acked}]'}")
+            value = (
+                f"{fmt_int(acked / elapsed)} lines/s, {fmt_int(requests / elapsed)} req/s"
+                f" (rtt p99 {rtts and ms_stats(rtts)['p99'] or 0:.1f} ms)"
+                f"{'' if consistent else f' [stored {stored} != acked {acked}]'}"
+            )
             target, met = "(info)", None
             if batch == 1:
                 target = f">= {fmt_int(req_target)} req/s"
@@ -606,9 +814,20 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
                 met = False
             if ctx.peer:
                 target, met = "(peer, in memory: not durable)", None
-            figures.append(_cpu(Figure(ctx.label("ingest (durable, 200 = committed)"
-                                                 if not ctx.peer else "ingest"), title, value,
-                                       target, met), meter))
+            figures.append(
+                _cpu(
+                    Figure(
+                        ctx.label(
+                            "ingest (durable, 200 = committed)" if not ctx.peer else "ingest"
+                        ),
+                        title,
+                        value,
+                        target,
+                        met,
+                    ),
+                    meter,
+                )
+            )
         await control.close()
         raw["server_errors_logged"] = len(server.errors_logged())
     finally:
@@ -618,38 +837,56 @@ async def ingest(ctx: Context, seconds: float, batches: tuple[int, ...] = (1, 10
     return Result("ingest", figures, raw)
 
 
-async def _floor(ctx: Context, seconds: float, concurrency: int,
-                 figures: list[Figure]) -> list[dict[str, Any]]:
+async def _floor(
+    ctx: Context, seconds: float, concurrency: int, figures: list[Figure]
+) -> list[dict[str, Any]]:
     """The same one-line POSTs against an empty handler on logstream's Hypercorn set-up."""
     out: list[dict[str, Any]] = []
     fake_job = {"id": 1, "token": "floor"}
     for kind, what in (("asgi", "bare ASGI app"), ("quart", "empty Quart route")):
-        server = BenchServer(ctx.workdir, name=f"floor-{kind}", pin=ctx.pin,
-                             module_args=["bench.floor_app", kind])
+        server = BenchServer(
+            ctx.workdir, name=f"floor-{kind}", pin=ctx.pin, module_args=["bench.floor_app", kind]
+        )
         server.start()
         try:
             for flows in (1, concurrency):
                 conns = [await HttpConnection(HOST, server.port).connect() for _ in range(flows)]
                 meter = CpuMeter(server.pid).start()
                 started = time.monotonic()
-                outs = await asyncio.wait_for(asyncio.gather(*(
-                    _runner(conn, fake_job, 1, started + seconds, False) for conn in conns)),
-                    seconds + 60)
+                outs = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(_runner(conn, fake_job, 1, started + seconds, False) for conn in conns)
+                    ),
+                    seconds + 60,
+                )
                 elapsed = time.monotonic() - started
                 meter.stop()
                 for conn in conns:
                     await conn.close()
                 requests = sum(o[1] for o in outs)
                 rtts = [v for o in outs for v in o[2]]
-                out.append({"app": kind, "in_flight": flows, "requests_per_s":
-                            round(requests / elapsed, 1), "rtt_ms": ms_stats(rtts),
-                            "cpu": meter.to_json()})
-                figures.append(_cpu(Figure(
-                    "framework floor (no logstream)",
-                    f"{what} on Hypercorn, batch 1, {flows} in flight",
-                    f"{fmt_int(requests / elapsed)} req/s"
-                    f" ({meter.server_s / max(requests, 1) * 1e6:.0f} us server CPU each)",
-                    "(reference)", None), meter))
+                out.append(
+                    {
+                        "app": kind,
+                        "in_flight": flows,
+                        "requests_per_s": round(requests / elapsed, 1),
+                        "rtt_ms": ms_stats(rtts),
+                        "cpu": meter.to_json(),
+                    }
+                )
+                figures.append(
+                    _cpu(
+                        Figure(
+                            "framework floor (no logstream)",
+                            f"{what} on Hypercorn, batch 1, {flows} in flight",
+                            f"{fmt_int(requests / elapsed)} req/s"
+                            f" ({meter.server_s / max(requests, 1) * 1e6:.0f} us server CPU each)",
+                            "(reference)",
+                            None,
+                        ),
+                        meter,
+                    )
+                )
         finally:
             server.stop()
     return out
@@ -658,8 +895,14 @@ async def _floor(ctx: Context, seconds: float, concurrency: int,
 async def _sqlite_raw(ctx: Context, seconds: float) -> dict[str, Any]:
     path = ctx.workdir / "sqlite-raw.db"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.sqlite_raw", str(path), str(seconds),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bench.sqlite_raw",
+        str(path),
+        str(seconds),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
         preexec_fn=child_setup(SERVER_CORE if ctx.pin else None),
     )
     try:
@@ -686,13 +929,19 @@ def _local_hosts(count: int) -> list[str]:
     return [f"127.0.0.{k}" for k in range(1, 2 + count // 5000)] if count > 5000 else []
 
 
-async def _open_idle(ctx: Context, server: BenchServer, paths: list[str], open_batch: int
-                     ) -> tuple[ReaderSet, list[H1SseStream], float, CpuMeter]:
+async def _open_idle(
+    ctx: Context, server: BenchServer, paths: list[str], open_batch: int
+) -> tuple[ReaderSet, list[H1SseStream], float, CpuMeter]:
     meter = CpuMeter(server.pid).start()
     rset, streams, seconds = await open_h1_streams(
-        HOST, server.port, paths, lambda i, r: ctx.sink(SseCounter(r, block_latency=False)),
-        batch=open_batch, concurrency=min(open_batch, 250),
-        local_hosts=_local_hosts(len(paths)), timeout=max(60.0, len(paths) / 40),
+        HOST,
+        server.port,
+        paths,
+        lambda i, r: ctx.sink(SseCounter(r, block_latency=False)),
+        batch=open_batch,
+        concurrency=min(open_batch, 250),
+        local_hosts=_local_hosts(len(paths)),
+        timeout=max(60.0, len(paths) / 40),
     )
     meter.stop()
     if rset.failed:
@@ -704,15 +953,25 @@ async def _open_idle(ctx: Context, server: BenchServer, paths: list[str], open_b
 async def _warm_up(ctx: Context, server: BenchServer, job: dict[str, Any]) -> None:
     """Open and close one stream, so code paths loaded on first use are not counted per stream."""
     rset, streams, _ = await open_h1_streams(
-        HOST, server.port, [ctx.log_path(job)],
-        lambda i, r: ctx.sink(SseCounter(r, block_latency=False)), timeout=30)
+        HOST,
+        server.port,
+        [ctx.log_path(job)],
+        lambda i, r: ctx.sink(SseCounter(r, block_latency=False)),
+        timeout=30,
+    )
     close_streams(streams)
     await asyncio.sleep(0.3)
 
 
-async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int = 100,
-               open_batch: int = 500, reach_lines: int = 5, mem_target_kb: float = 30.0,
-               reach_target_ms: float = 500.0) -> Result:
+async def idle(
+    ctx: Context,
+    counts: tuple[int, ...] = (1000, 10000),
+    jobs: int = 100,
+    open_batch: int = 500,
+    reach_lines: int = 5,
+    mem_target_kb: float = 30.0,
+    reach_target_ms: float = 500.0,
+) -> Result:
     """Open streams on idle jobs: server memory per stream; one line reaching all of them."""
     figures: list[Figure] = []
     raw: dict[str, Any] = {"jobs": jobs, "runs": []}
@@ -737,21 +996,43 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             await asyncio.sleep(1.0)
             rss1 = server.rss_bytes()
             per = (rss1 - rss0) / count
-            run = {"phase": "spread", "streams": count, "jobs": jobs,
-                   "open_s": round(open_s, 2), "server_counted": counted,
-                   "rss_before_MB": round(rss0 / 2**20, 1), "rss_after_MB": round(rss1 / 2**20, 1),
-                   "bytes_per_stream": round(per), "open_cpu": meter.to_json(),
-                   "open_profile": open_profile}
+            run = {
+                "phase": "spread",
+                "streams": count,
+                "jobs": jobs,
+                "open_s": round(open_s, 2),
+                "server_counted": counted,
+                "rss_before_MB": round(rss0 / 2**20, 1),
+                "rss_after_MB": round(rss1 / 2**20, 1),
+                "bytes_per_stream": round(per),
+                "open_cpu": meter.to_json(),
+                "open_profile": open_profile,
+            }
             raw["runs"].append(run)
-            figures.append(_cpu(Figure(
-                label, "server memory per open stream (RSS delta / streams)",
-                f"{per / 1024:.1f} KB ({rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB)",
-                f"< {mem_target_kb:g} KB" if targeted else "(info)",
-                per / 1024 < mem_target_kb if targeted else None), meter))
-            figures.append(_cpu(Figure(
-                label, "time to open all streams (batches of %d)" % open_batch,
-                f"{open_s:.1f} s = {fmt_int(count / open_s)} streams/s", "(info)", None),
-                meter))
+            figures.append(
+                _cpu(
+                    Figure(
+                        label,
+                        "server memory per open stream (RSS delta / streams)",
+                        f"{per / 1024:.1f} KB ({rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB)",
+                        f"< {mem_target_kb:g} KB" if targeted else "(info)",
+                        per / 1024 < mem_target_kb if targeted else None,
+                    ),
+                    meter,
+                )
+            )
+            figures.append(
+                _cpu(
+                    Figure(
+                        label,
+                        f"time to open all streams (batches of {open_batch})",
+                        f"{open_s:.1f} s = {fmt_int(count / open_s)} streams/s",
+                        "(info)",
+                        None,
+                    ),
+                    meter,
+                )
+            )
             await control.close()
         finally:
             close_streams(streams)
@@ -786,7 +1067,7 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
                     raise RuntimeError(f"append failed: {status} {body[:200]!r}")
                 try:
                     await asyncio.wait_for(asyncio.shield(future), 30)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise RuntimeError(
                         f"line {no} reached only {rset.reached} of {count} readers in 30 s"
                     ) from None
@@ -799,21 +1080,45 @@ async def idle(ctx: Context, counts: tuple[int, ...] = (1000, 10000), jobs: int 
             stats = ms_stats(reach)
             per = (rss1 - rss0) / count
             problems = summarize_sinks([unwrap(s.sink) for s in streams])
-            run = {"phase": "one job", "streams": count, "open_s": round(open_s, 2),
-                   "server_counted": counted, "bytes_per_stream": round(per),
-                   "reach_ms": [ms(v) for v in reach], "reach_stats_ms": stats,
-                   "problems": problems, "reach_cpu": meter.to_json(), "profile": profile}
+            run = {
+                "phase": "one job",
+                "streams": count,
+                "open_s": round(open_s, 2),
+                "server_counted": counted,
+                "bytes_per_stream": round(per),
+                "reach_ms": [ms(v) for v in reach],
+                "reach_stats_ms": stats,
+                "problems": problems,
+                "reach_cpu": meter.to_json(),
+                "profile": profile,
+            }
             raw["runs"].append(run)
             clean = not (problems["gaps"] or problems["duplicates"] or problems["inconsistent"])
-            figures.append(_cpu(Figure(
-                label, f"one appended line reaching all readers (median / max of {len(reach)})",
-                f"{stats['p50']:.1f} / {stats['max']:.1f} ms"
-                f"{'' if clean else ' [GAPS/DUPS]'}",
-                f"< {reach_target_ms:g} ms" if targeted else "(info)",
-                (stats["max"] < reach_target_ms and clean) if targeted else None), meter))
-            figures.append(_cpu(Figure(
-                label, "server memory per open stream",
-                f"{per / 1024:.1f} KB", "(info)", None), meter))
+            figures.append(
+                _cpu(
+                    Figure(
+                        label,
+                        f"one appended line reaching all readers (median / max of {len(reach)})",
+                        f"{stats['p50']:.1f} / {stats['max']:.1f} ms"
+                        f"{'' if clean else ' [GAPS/DUPS]'}",
+                        f"< {reach_target_ms:g} ms" if targeted else "(info)",
+                        (stats["max"] < reach_target_ms and clean) if targeted else None,
+                    ),
+                    meter,
+                )
+            )
+            figures.append(
+                _cpu(
+                    Figure(
+                        label,
+                        "server memory per open stream",
+                        f"{per / 1024:.1f} KB",
+                        "(info)",
+                        None,
+                    ),
+                    meter,
+                )
+            )
         finally:
             close_streams(streams)
             server.stop()
@@ -838,8 +1143,9 @@ def make_tls(workdir: Path) -> dict[str, str]:
 # --- self-check: the load generator's own ceiling ----------------------------------------------
 
 
-async def selfcheck(ctx: Context, readers: int = 1000, rate: int = 1000, duration: float = 5.0,
-                    batch: int = 10) -> Result:
+async def selfcheck(
+    ctx: Context, readers: int = 1000, rate: int = 1000, duration: float = 5.0, batch: int = 10
+) -> Result:
     """The fan-out readers against a trivial SSE server (bench/fake_sse.py on the server core).
 
     Tells how many events/s this machine's load generator can take in the fan-out's shape
@@ -853,11 +1159,15 @@ async def selfcheck(ctx: Context, readers: int = 1000, rate: int = 1000, duratio
     step = readers / full_readers
     full_set = {int(i * step) for i in range(full_readers)}
     port = free_port()
-    args = {"port": port, "readers": readers, "rate": rate, "batch": batch,
-            "duration": duration}
+    args = {"port": port, "readers": readers, "rate": rate, "batch": batch, "duration": duration}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fake_sse", json.dumps(args),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bench.fake_sse",
+        json.dumps(args),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
         preexec_fn=child_setup(SERVER_CORE if ctx.pin else None),
     )
     streams: list[H1SseStream] = []
@@ -871,7 +1181,8 @@ async def selfcheck(ctx: Context, readers: int = 1000, rate: int = 1000, duratio
             return SseVerifier(rset) if i in full_set else SseCounter(rset)
 
         rset, streams, _ = await open_h1_streams(
-            HOST, port, ["/fake"] * readers, sink_factory, batch=500, timeout=120)
+            HOST, port, ["/fake"] * readers, sink_factory, batch=500, timeout=120
+        )
         meter = CpuMeter(proc.pid).start()
         if not await rset.wait_done(duration + 60):
             raise RuntimeError(f"only {rset.done} of {readers} readers got the end")
@@ -890,18 +1201,41 @@ async def selfcheck(ctx: Context, readers: int = 1000, rate: int = 1000, duratio
     rate_got = total / max(1e-9, (t_last - sent["first_send_ns"]) / 1e9)
     lat = ms_stats([v for s in sinks if isinstance(s, SseVerifier) for v in s.lat])
     problems = summarize_sinks(sinks)
-    raw = {"readers": readers, "rate": rate, "batch": batch, "duration_s": duration,
-           "fake_server": sent, "events_received": total, "events_expected": expected,
-           "events_per_s": round(rate_got, 1), "latency_ms_verifiers": lat,
-           "problems": problems, "cpu": meter.to_json()}
+    raw = {
+        "readers": readers,
+        "rate": rate,
+        "batch": batch,
+        "duration_s": duration,
+        "fake_server": sent,
+        "events_received": total,
+        "events_expected": expected,
+        "events_per_s": round(rate_got, 1),
+        "latency_ms_verifiers": lat,
+        "problems": problems,
+        "cpu": meter.to_json(),
+    }
     # Here "server CPU" is the fake server's; loadgen CPU over the window is what counts.
     wanted = readers * rate
     figures = [
-        _cpu(Figure(label, "events/s the bench's readers took (all delivered?)",
-                    f"{fmt_int(rate_got)} ({fmt_int(total)}/{fmt_int(expected)})",
-                    f"~{fmt_int(wanted)}/s: the bench can measure the fan-out target",
-                    total == expected and rate_got >= 0.97 * wanted), meter),
-        _cpu(Figure(label, "latency fake-server write -> reader (10 verifying readers)",
-                    _lat_text(lat), "(info: the bench's own delay)", None), meter),
+        _cpu(
+            Figure(
+                label,
+                "events/s the bench's readers took (all delivered?)",
+                f"{fmt_int(rate_got)} ({fmt_int(total)}/{fmt_int(expected)})",
+                f"~{fmt_int(wanted)}/s: the bench can measure the fan-out target",
+                total == expected and rate_got >= 0.97 * wanted,
+            ),
+            meter,
+        ),
+        _cpu(
+            Figure(
+                label,
+                "latency fake-server write -> reader (10 verifying readers)",
+                _lat_text(lat),
+                "(info: the bench's own delay)",
+                None,
+            ),
+            meter,
+        ),
     ]
     return Result("selfcheck", figures, raw)

@@ -57,9 +57,16 @@ class BenchServer:
         env.update({"LOGSTREAM_LOG_LEVEL": "warning"})
         env.update(self.env)
         args = [
-            sys.executable, "-m", "logstream", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--database-url", f"sqlite:///{self.db_path}",
+            sys.executable,
+            "-m",
+            "logstream",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--database-url",
+            f"sqlite:///{self.db_path}",
         ]
         if self.certfile and self.keyfile:
             args += ["--certfile", self.certfile, "--keyfile", self.keyfile]
@@ -127,8 +134,11 @@ class BenchServer:
 
     def errors_logged(self) -> list[str]:
         """Lines of the server's log at ERROR level or above (tracebacks follow them)."""
-        return [line for line in self.logs(10**7).splitlines() if " ERROR " in line
-                or " CRITICAL " in line]
+        return [
+            line
+            for line in self.logs(10**7).splitlines()
+            if " ERROR " in line or " CRITICAL " in line
+        ]
 
 
 def stop_all() -> None:

@@ -18,8 +18,9 @@ import time
 from .common import SERVER_CORE, core_busy_seconds, line_text, self_cpu_seconds
 
 
-def insert_for(conn: sqlite3.Connection, job_id: int, rows_per_tx: int, seconds: float
-               ) -> dict[str, float]:
+def insert_for(
+    conn: sqlite3.Connection, job_id: int, rows_per_tx: int, seconds: float
+) -> dict[str, float]:
     no = 0
     rows = 0
     txs = 0
@@ -29,11 +30,11 @@ def insert_for(conn: sqlite3.Connection, job_id: int, rows_per_tx: int, seconds:
     deadline = started + seconds
     while time.monotonic() < deadline:
         ts = time.time_ns() // 1_000_000
-        batch = [(job_id, no + i + 1, ts, line_text(ts, no + i + 1).decode()) for i in
-                 range(rows_per_tx)]
+        batch = [
+            (job_id, no + i + 1, ts, line_text(ts, no + i + 1).decode()) for i in range(rows_per_tx)
+        ]
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO lines (job_id, no, ts_ms, text) VALUES (?, ?, ?, ?)",
-                         batch)
+        conn.executemany("INSERT INTO lines (job_id, no, ts_ms, text) VALUES (?, ?, ?, ?)", batch)
         conn.execute("COMMIT")
         no += rows_per_tx
         rows += rows_per_tx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -11,9 +12,23 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import Settings, SettingsError
+from logstream.config import Settings, SettingsError
+from logstream.protocol import DEFAULT_SERVER, STATUSES_FINAL
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What `logstream serve` and `db upgrade` import beyond the runner's two dependencies.
+SERVER_MODULES = ("quart", "hypercorn", "sqlalchemy", "aiosqlite", "asyncpg", "alembic")
+
+
+def _need_server_extra() -> None:
+    """One line, not a traceback, when the server stack is not installed (runner-only)."""
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            "the server needs logstream[server]: pip install 'logstream[server]'"
+            f" (missing: {', '.join(missing)})"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +70,8 @@ def serve(
         )
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
-    from .server import run
+    _need_server_extra()
+    from logstream.server.run import run
 
     try:
         run(settings)
@@ -76,15 +92,14 @@ def db_upgrade(database_url: str | None) -> None:
         settings = Settings.from_env(database_url=database_url)
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
-    from .migrate import upgrade
+    _need_server_extra()
+    from logstream.server.store.migrate import upgrade
 
     upgrade(settings.database_url)
     click.echo(f"database at {settings.database_url} is up to date", err=True)
 
 
 # --- runner and reader commands: these import httpx, never the server stack ------------------
-
-STATUSES = ("succeeded", "failed", "canceled")
 
 
 def _warn(message: str) -> None:
@@ -94,7 +109,7 @@ def _warn(message: str) -> None:
 @contextlib.contextmanager
 def _client_errors(code: int = 1) -> Iterator[None]:
     """Turn a failed request into one line on stderr and exit `code`; Ctrl-C exits 130."""
-    from .client import ClientError
+    from logstream.runner.client import ClientError
 
     try:
         yield
@@ -112,7 +127,7 @@ def _client_errors(code: int = 1) -> Iterator[None]:
 _server = click.option(
     "--server",
     envvar="LOGSTREAM_SERVER",
-    default="http://127.0.0.1:8000",
+    default=DEFAULT_SERVER,
     show_default=True,
     help="The logstream server (LOGSTREAM_SERVER).",
 )
@@ -160,19 +175,25 @@ def run(
 ) -> None:
     """Run a command as a job, streaming its output: `logstream run -- make test`.
 
-    Exits with the command's exit status, so it can wrap any CI step. The job's URL goes to stderr; the output goes to the terminal unchanged and to the job as
+    Exits with the command's exit status, so it can wrap any CI step. The job's URL goes to
+    stderr; the output goes to the terminal unchanged and to the job as
     numbered lines, batched every 0.1 s. A line in progress (a prompt, a progress bar) is sent
     after 0.5 s and stays a line of its own. While the server is away the output is kept (on
     disk past 16 MiB) and resent without duplicates. Ctrl-C is passed to the command and the
     job ends canceled. Exit status: the command's (128+N if killed by signal N), 126/127 if it
     cannot be run, 125 if no job could be created.
     """
-    from .run_cmd import EXIT_ERROR, run_command
+    from logstream.runner.run import EXIT_ERROR, run_command
 
     with _client_errors(EXIT_ERROR):
         code = run_command(
-            server, list(command), name=name, runner_token=runner_token, tty=tty,
-            give_up=give_up, warn=_warn,
+            server,
+            list(command),
+            name=name,
+            runner_token=runner_token,
+            tty=tty,
+            give_up=give_up,
+            warn=_warn,
         )
     raise click.exceptions.Exit(code)
 
@@ -185,8 +206,12 @@ def run(
     "--token", envvar="LOGSTREAM_TOKEN", default=None, help="JOB's write token (LOGSTREAM_TOKEN)."
 )
 @_runner_token
-@click.option("--finish", type=click.Choice(STATUSES), default=None,
-              help="Finish the job with this status at the end of the input.")
+@click.option(
+    "--finish",
+    type=click.Choice(STATUSES_FINAL),
+    default=None,
+    help="Finish the job with this status at the end of the input.",
+)
 @click.option("--exit-code", type=int, default=None, help="The exit code --finish records.")
 @_give_up("at the end of the input")
 def push(
@@ -206,12 +231,19 @@ def push(
     """
     if (job is None) == (name is None):
         raise click.UsageError("give either JOB or --name NAME (to create a job)")
-    from .run_cmd import push_input
+    from logstream.runner.run import push_input
 
     with _client_errors():
         code = push_input(
-            server, job, name=name, token=token, runner_token=runner_token, finish=finish,
-            exit_code=exit_code, give_up=give_up, warn=_warn,
+            server,
+            job,
+            name=name,
+            token=token,
+            runner_token=runner_token,
+            finish=finish,
+            exit_code=exit_code,
+            give_up=give_up,
+            warn=_warn,
         )
     raise click.exceptions.Exit(code)
 
@@ -220,10 +252,22 @@ def push(
 @click.argument("job", type=click.IntRange(min=1))
 @_server
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
-@click.option("--tail", "last", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Start with the last N lines.")
-@click.option("--from", "first", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Start at line N.")
+@click.option(
+    "--tail",
+    "last",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Start with the last N lines.",
+)
+@click.option(
+    "--from",
+    "first",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Start at line N.",
+)
 @_give_up("while following")
 def tail(
     job: int, server: str, follow: bool, last: int | None, first: int | None, give_up: float
@@ -235,8 +279,8 @@ def tail(
     """
     if last is not None and first is not None:
         raise click.UsageError("--tail and --from do not go together")
-    from .client import Client
-    from .run_tail import Follower, print_log, start_after
+    from logstream.runner.client import Client
+    from logstream.runner.tail import Follower, print_log, start_after
 
     out = sys.stdout.buffer
     with _client_errors(), Client(server) as client:
@@ -256,8 +300,8 @@ def tail(
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 def jobs(server: str, limit: int, as_json: bool) -> None:
     """List recent jobs (id, name, status, lines, duration)."""
-    from .client import Client
-    from .run_tail import format_jobs
+    from logstream.runner.client import Client
+    from logstream.runner.tail import format_jobs
 
     with _client_errors(), Client(server) as client:
         found = client.list_jobs(limit)

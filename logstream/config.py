@@ -70,9 +70,7 @@ class Settings:
     event_loop: str = "auto"
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from LOGSTREAM_* variables; explicit overrides (not None) win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from logstream.config import Settings
-from logstream.db import create_engine
-from logstream.models import metadata
+from logstream.server.store.db import create_engine
+from logstream.server.store.models import metadata
 
 config = context.config
 

@@ -1,114 +1,20 @@
-"""Fixtures: a real logstream server (Hypercorn in a subprocess on 127.0.0.1), TLS certs."""
+"""Fixtures only: a real logstream server (Hypercorn in a subprocess on 127.0.0.1), TLS certs,
+a fresh PostgreSQL database. The helpers they use live in tests/support/."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
+from support.server import PG_ENV, ServerProcess, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
-# scripts/test (and so CI) sets this: there, a missing PostgreSQL or Chromium is a failure,
-# never a silent skip.
-REQUIRE_ALL = os.environ.get("LOGSTREAM_TEST_REQUIRE_ALL") == "1"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip a test whose tool is missing on a developer's machine; fail under scripts/test."""
-    if REQUIRE_ALL:
-        pytest.fail(f"{reason} (LOGSTREAM_TEST_REQUIRE_ALL=1: scripts/test must provide it)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """`logstream serve` in a subprocess; start(), stop(), restart() on the same database."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        database_url: str | None = None,
-        env: dict[str, str] | None = None,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        port: int | None = None,
-    ) -> None:
-        self.workdir = workdir
-        self.database_url = database_url or f"sqlite:///{workdir / 'logstream.db'}"
-        self.env = env or {}
-        self.certfile = certfile
-        self.keyfile = keyfile
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"server-{self.port}.log"
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.certfile else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
-        env.update({"LOGSTREAM_HEARTBEAT": "15", "LOGSTREAM_LOG_LEVEL": "warning"})
-        env.update(self.env)
-        args = [
-            sys.executable, "-m", "logstream", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--database-url", self.database_url,
-        ]
-        if self.certfile and self.keyfile:
-            args += ["--certfile", self.certfile, "--keyfile", self.keyfile]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> float:
-        """Stop the server; returns how long it took to exit."""
-        if self.proc is None:
-            return 0.0
-        started = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self.proc = None
-        return time.monotonic() - started
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+if TYPE_CHECKING:
+    from logstream.server.services import Services
 
 
 @pytest.fixture
@@ -148,8 +54,12 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ca.configure_trust(context)
     cafile = folder / "ca.pem"
     ca.cert_pem.write_to_path(str(cafile))
-    return {"certfile": str(certfile), "keyfile": str(keyfile), "context": context,
-            "cafile": str(cafile)}
+    return {
+        "certfile": str(certfile),
+        "keyfile": str(keyfile),
+        "context": context,
+        "cafile": str(cafile),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -165,20 +75,6 @@ def tls_server(
         yield proc
     finally:
         proc.stop(signal.SIGKILL)
-
-
-def create_job(base_url: str, name: str = "job", **kwargs: Any) -> dict[str, Any]:
-    """Create a job over plain HTTP/1.1 (sync) and return its JSON (with token)."""
-    response = httpx.post(f"{base_url}/api/jobs", json={"name": name}, **kwargs)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def auth(job: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {job['token']}"}
-
-
-PG_ENV = "LOGSTREAM_TEST_POSTGRES_URL"
 
 
 @pytest.fixture
@@ -197,7 +93,7 @@ def pg_url() -> Iterator[str]:
         skip_or_fail(f"{PG_ENV} is not set")
     import asyncpg
 
-    from logstream.migrate import upgrade
+    from logstream.server.store.migrate import upgrade
 
     name = "logstream_t_" + uuid.uuid4().hex[:12]
     admin = base.replace("postgresql+asyncpg://", "postgresql://")
@@ -221,3 +117,31 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def services(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Services]:
+    """The server's services, started in-process on a fresh store (no HTTP).
+
+    SQLite by default; parametrize it indirectly with "postgres" for a fresh PostgreSQL
+    database, and give other settings with `@pytest.mark.services(feed_lines=64, ...)`.
+    """
+    from logstream.config import Settings
+    from logstream.server.services import Services
+    from logstream.server.store.migrate import upgrade
+
+    marker = request.node.get_closest_marker("services")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'services.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")  # migrated by that fixture
+    settings = Settings.from_env(env={}, database_url=url, **options)
+    if backend == "sqlite":
+        upgrade(settings.database_url)
+    svc = await Services.start(settings)
+    try:
+        yield svc
+    finally:
+        await svc.stop()

@@ -45,8 +45,10 @@ def test_split_chunk_inverts_join_randomized() -> None:
     rng = random.Random(7)
     alphabet = ["a", " ", "\r", "\t", "é", "🚀", ":", "x"]
     for _ in range(500):
-        lines = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
-                 for _ in range(rng.randrange(1, 10))]
+        lines = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+            for _ in range(rng.randrange(1, 10))
+        ]
         # A CR right before the LF would be a CR LF line end; such lines cannot round-trip.
         lines = [line.rstrip("\r") for line in lines]
         assert logtext.split_chunk("\n".join(lines) + "\n") == lines

@@ -6,9 +6,9 @@ import json
 import random
 
 import pytest
+from support.sse_oracle import SSEParser
 
 from logstream import sse
-from sse_parser import SSEParser
 
 TRICKY = [
     "",
@@ -204,10 +204,29 @@ def test_last_event_id_roundtrip_through_parser() -> None:
         assert sse.parse_last_event_id(parser.last_event_id) == n
 
 
-ALPHABET = (
-    ["a", "b", " ", ":", "\r", "\t", "\x1b", "é", "🚀", "中", "\u200b", "\ufeff", "\x00",
-     "\x85", "\u2028", "data", "id", "event", "retry", "\\", '"']
-)
+ALPHABET = [
+    "a",
+    "b",
+    " ",
+    ":",
+    "\r",
+    "\t",
+    "\x1b",
+    "é",
+    "🚀",
+    "中",
+    "\u200b",
+    "\ufeff",
+    "\x00",
+    "\x85",
+    "\u2028",
+    "data",
+    "id",
+    "event",
+    "retry",
+    "\\",
+    '"',
+]
 
 
 def random_text(rng: random.Random) -> str:
@@ -236,8 +255,7 @@ def test_randomized_streams_roundtrip() -> None:
             events += parser.feed(raw[pos : pos + step])
             pos += step
         assert [e.data for e in events[:-1]] == [t.replace("\r", "\n") for t in texts]
-        assert [e.last_event_id for e in events[:-1]] == [str(n) for n in
-                                                          range(1, len(texts) + 1)]
+        assert [e.last_event_id for e in events[:-1]] == [str(n) for n in range(1, len(texts) + 1)]
         assert all(e.type == "message" for e in events[:-1])
         assert events[-1].type == "end"
         assert json.loads(events[-1].data) == {"line_count": len(texts)}

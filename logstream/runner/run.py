@@ -1,0 +1,198 @@
+"""`logstream run` and `logstream push`: open a job, pump output into it, say what did not arrive.
+
+The job's write token lives only in this process: it is never printed, logged or passed to the
+command (which gets LOGSTREAM_JOB_ID and LOGSTREAM_JOB_URL instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import time
+from typing import Any
+
+from logstream.runner.child import Child, SpawnError
+from logstream.runner.client import Client, ClientError
+from logstream.runner.delivery import Delivery, Pump, SignalState, Warn
+from logstream.runner.outbox import Spool
+
+#: `run` exits with this when logstream itself fails before the command starts (as `env` does).
+EXIT_ERROR = 125
+#: How long job creation retries a server that is momentarily away (seconds, roughly).
+CREATE_ATTEMPTS = 3
+
+
+def create_job(
+    client: Client, name: str, meta: dict[str, Any], runner_token: str | None
+) -> dict[str, Any]:
+    """Create a job, retrying briefly when the server is momentarily unavailable."""
+    delay = 0.3
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            job = client.create_job(name, meta, runner_token)
+        except ClientError as error:
+            status = getattr(error, "status", None)
+            if status in (401, 403):
+                raise ClientError(
+                    f"{error}; set LOGSTREAM_RUNNER_TOKEN (or --runner-token) to the server's"
+                    " runner token"
+                ) from None
+            if not error.retryable or attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(delay)
+            delay *= 2
+            continue
+        if not isinstance(job.get("id"), int) or not isinstance(job.get("token"), str):
+            raise ClientError(f"{client.server} did not answer with a job and its token")
+        return job
+    raise AssertionError("unreachable")
+
+
+def job_name(argv: list[str]) -> str:
+    """A default job name: the command line, on one line, at most 200 characters."""
+    name = " ".join(shlex.join(argv).split())
+    return name if len(name) <= 200 else name[:199] + "\u2026"
+
+
+def command_meta(argv: list[str]) -> list[str] | str:
+    """The command line for the job's meta: the list, or its start if it is very long."""
+    if len(json.dumps(argv)) <= 8 * 1024:
+        return argv
+    return shlex.join(argv)[: 4 * 1024] + "\u2026"
+
+
+def run_command(
+    server: str,
+    argv: list[str],
+    *,
+    name: str | None,
+    runner_token: str | None,
+    tty: bool,
+    give_up: float,
+    warn: Warn,
+) -> int:
+    """Run `argv` as a job; return the command's exit status (EXIT_ERROR if no job started)."""
+    signals = SignalState()
+    signals.install()  # from here on Ctrl-C ends the job as canceled, never leaves it running
+    try:
+        with Client(server) as client:
+            return _run(client, argv, name, runner_token, tty, give_up, warn, signals)
+    finally:
+        signals.restore()
+
+
+def _run(
+    client: Client,
+    argv: list[str],
+    name: str | None,
+    runner_token: str | None,
+    tty: bool,
+    give_up: float,
+    warn: Warn,
+    signals: SignalState,
+) -> int:
+    meta = {"command": command_meta(argv), "host": socket.gethostname()}
+    job = create_job(client, name or job_name(argv), meta, runner_token)
+    job_id: int = job["id"]
+    url = client.job_url(job_id)
+    warn(f"job {job_id}: {url}")
+    spool = Spool()
+    delivery = Delivery(client, job_id, job["token"], spool, warn)
+    delivery.announce = True
+    delivery.start()
+    env = dict(os.environ, LOGSTREAM_JOB_ID=str(job_id), LOGSTREAM_JOB_URL=url)
+    child = Child(argv, tty=tty, env=env)
+    try:
+        if signals.first is not None:
+            raise SpawnError(f"{argv[0]}: interrupted before it started", 128 + signals.first)
+        child.start()
+    except SpawnError as error:
+        warn(f"cannot run {error}")
+        spool.add([f"logstream: cannot run {error}"])
+        code, status = error.exit_code, "failed"
+    else:
+        signals.child = child
+        if signals.first is not None:
+            child.forward(signals.first)  # it came while the command was starting
+        pump = Pump(spool)
+        for fd, echo in child.outputs:
+            pump.add(fd, echo)
+        pump.run(exited=lambda: child.poll() is not None)
+        code = child.wait()
+        status = "succeeded" if code == 0 else "failed"
+    signals.delivery = delivery
+    if signals.first is not None:
+        status = "canceled"
+        code = code or 128 + signals.first
+    delivery.close((status, code), give_up)
+    if delivery.problem is not None and spool.pending:
+        warn(
+            f"the command exited {code}; still trying to deliver {spool.pending} lines"
+            f" (for up to {give_up:g} s; Ctrl-C stops now)"
+        )
+    delivery.wait()
+    message = delivery.report(give_up)
+    if message:
+        warn(message)
+    return code
+
+
+def push_input(
+    server: str,
+    job_id: int | None,
+    *,
+    name: str | None,
+    token: str | None,
+    runner_token: str | None,
+    finish: str | None,
+    exit_code: int | None,
+    give_up: float,
+    warn: Warn,
+    fd: int = 0,
+) -> int:
+    """Append what `fd` (stdin) carries to a job, finishing it at the end if asked; 0 if all did."""
+    with Client(server) as client:
+        if job_id is None:
+            meta = {"source": "push", "host": socket.gethostname()}
+            job = create_job(client, name or "push", meta, runner_token)
+            job_id, token, first = job["id"], job["token"], 1
+            warn(f"job {job_id}: {client.job_url(job_id)}")
+        else:
+            token = token or runner_token
+            if not token:
+                raise ClientError(
+                    f"writing to job {job_id} needs its token: set LOGSTREAM_TOKEN (or --token)"
+                    " or a runner token"
+                )
+            job = client.get_job(job_id)
+            if job.get("status") != "running":
+                raise ClientError(
+                    f"job {job_id} is finished ({job.get('status')}); it takes no more lines"
+                )
+            first = int(job.get("line_count", 0)) + 1
+        assert token is not None
+        spool = Spool(first)
+        delivery = Delivery(client, job_id, token, spool, warn).start()
+        interrupted = False
+        pump = Pump(spool)
+        pump.add(fd, None)
+        try:
+            pump.run(stop=lambda: delivery.error is not None)
+        except KeyboardInterrupt:
+            interrupted = True
+        if delivery.error is not None:
+            delivery.abort()  # the report says why
+        delivery.close((finish, exit_code) if finish and not interrupted else None, give_up)
+        try:
+            delivery.wait()
+        except KeyboardInterrupt:
+            delivery.abort("interrupted")
+            interrupted = True
+        message = delivery.report(give_up)
+        if message:
+            warn(message)
+        if interrupted:
+            return 130
+        return 0 if delivery.done else 1

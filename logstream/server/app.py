@@ -1,0 +1,72 @@
+"""create_app(settings): the Quart app with its services, error handlers and lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from logstream.config import Settings
+from logstream.server.errors import ApiError, TooLarge
+from logstream.server.http.asgi import FastPaths
+from logstream.server.http.pages import bp as web_bp
+from logstream.server.http.routes import bp, error_response
+from logstream.server.services import Services
+
+log = logging.getLogger("logstream")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """Build the app; its services start when it starts serving and stop when it stops."""
+    settings = settings or Settings.from_env()
+    app = Quart("logstream")
+    # The API enforces LOGSTREAM_MAX_BODY_BYTES itself (core.read_limited), draining politely.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.register_blueprint(bp)
+    app.register_blueprint(web_bp)
+    # The hot routes (append, log stream) are answered in front of Quart: see asgi.py.
+    app.asgi_app = FastPaths(  # type: ignore[method-assign,assignment]
+        app.asgi_app,  # type: ignore[arg-type]  # Hypercorn's typed scopes are mappings
+        lambda: app.extensions.get("logstream"),
+    )
+
+    @app.while_serving
+    async def lifecycle() -> AsyncGenerator[None, None]:
+        services = await Services.start(settings)
+        app.extensions["logstream"] = services
+        if settings.runner_token is None:
+            log.warning(
+                "LOGSTREAM_RUNNER_TOKEN is not set: anyone who can reach this server may create"
+                " jobs (running open)"
+            )
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    @app.errorhandler(ApiError)
+    async def on_api_error(error: ApiError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 413:
+            limit = settings.max_body_bytes
+            return error_response(
+                TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+            )
+        api_error = ApiError(error.description or error.name)
+        api_error.status = status
+        api_error.code = error.name.lower().replace(" ", "_")
+        return error_response(api_error)
+
+    @app.errorhandler(Exception)
+    async def on_unexpected(error: Exception) -> Response:
+        return error_response(error)  # 503 for a store failure, else a logged 500
+
+    return app

@@ -1,0 +1,262 @@
+"""The framework-free cores of the API: parsing, checks, the hot routes and error answers.
+
+Both fronts call these: the Quart blueprint (routes.py) and the bare-ASGI hot routes
+(asgi.py), so checks, errors and bytes are the same whichever serves a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from logstream import logtext, sse
+from logstream.server.auth import check_job_token
+from logstream.server.errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from logstream.server.live import tail
+from logstream.server.live.feed import JobEnd
+from logstream.server.services import Services
+from logstream.server.store import queries
+from logstream.server.store.driver import is_store_error
+
+log = logging.getLogger("logstream")
+
+# The largest id or line number the store's 64-bit integer columns can hold.
+MAX_STORED_INT = 2**63 - 1
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# An oversized body is refused only after reading (and dropping) some more of it: closing a
+# connection with unread request data makes the kernel send RST, which can destroy the 413
+# before the client reads it ("lingering close", as nginx does). Bounded in bytes and time.
+DRAIN_FACTOR = 4
+DRAIN_SECONDS = 2.0
+
+
+async def read_limited(chunks: AsyncIterable[bytes], declared: int | None, limit: int) -> bytes:
+    """A request body of at most `limit` bytes (else 413), from its chunks as they arrive."""
+    if declared is not None and declared > limit:
+        raise TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body is larger than {limit} bytes", limit=limit)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def drain_limited(chunks: AsyncIterable[bytes], declared: int | None, limit: int) -> None:
+    """Receive (and drop) what is left of a request body before an error answer goes out.
+
+    Hypercorn closes an HTTP/1.1 connection whose response ends before the request body
+    has arrived, without sending `Connection: close`, so a keep-alive client's next request
+    on it fails ("server disconnected"), and the unread data can turn the close into a reset
+    that loses the answer. Receiving the body (within DRAIN_FACTOR x `limit` bytes and
+    DRAIN_SECONDS) avoids both.
+    """
+    bound = limit * DRAIN_FACTOR
+    if declared is not None and declared > bound:
+        return
+    received = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > bound:
+                    break
+    except Exception:  # cut off or too slow (TimeoutError too): it closes, as it would
+        pass
+
+
+def json_bytes(payload: Any) -> bytes:
+    """The compact UTF-8 JSON every API answer uses."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def parse_int(
+    name: str,
+    raw: str | None,
+    default: int | None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_STORED_INT,
+) -> int | None:
+    """A whole-number query parameter within bounds, or `default` when absent."""
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.strip().isdigit():
+        raise BadRequest(f"query parameter {name} must be a whole number", field=name)
+    value = int(raw)
+    if value < minimum or value > maximum:
+        raise BadRequest(
+            f"query parameter {name} must be >= {minimum} and <= {maximum}", field=name
+        )
+    return value
+
+
+def parse_job_id(raw: str) -> int:
+    """A job id from a URL path: ASCII digits naming a storable id, else 404."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_STORED_INT:
+        raise NotFound(f"job {raw[:40]} does not exist")
+    return int(raw)
+
+
+async def get_job_or_404(svc: Services, job_id: int) -> queries.Job:
+    """The job, or 404."""
+    async with svc.engine.connect() as conn:
+        job = await queries.get_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    return payload
+
+
+async def append_core(
+    svc: Services,
+    job_id: int,
+    *,
+    authorization: str | None,
+    content_type: str | None,
+    first_arg: str | None,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> dict[str, Any]:
+    """POST /api/jobs/{id}/lines: check, parse, clean, append (served by asgi.py)."""
+    await check_job_token(svc, job_id, authorization)
+    mimetype = (content_type or "text/plain").partition(";")[0].strip().lower()
+    if mimetype == "application/json":
+        payload = parse_json_object(await read_body())
+        texts = payload.get("lines")
+        if not isinstance(texts, list):
+            raise BadRequest("lines must be a list of strings", field="lines")
+        if not all(type(text) is str for text in texts):
+            index = next(i for i, text in enumerate(texts) if not isinstance(text, str))
+            raise BadRequest(f"lines[{index}] is not a string", field="lines", index=index)
+        blob = "".join(texts)  # one scan of the whole batch instead of one per line
+        if "\n" in blob:
+            index = next(i for i, text in enumerate(texts) if "\n" in text)
+            raise BadRequest(
+                f"lines[{index}] contains a line feed: send one line per element",
+                field="lines",
+                index=index,
+            )
+        if logtext.clean(blob) is not blob:
+            texts = [logtext.clean(text) for text in texts]
+        first = payload.get("first")
+        if first is not None and (
+            not isinstance(first, int) or isinstance(first, bool) or first < 1
+        ):
+            raise BadRequest("first must be a whole number >= 1", field="first")
+    elif mimetype.startswith("text/") or mimetype == "application/octet-stream":
+        first = parse_int("first", first_arg, None, minimum=1)
+        texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body())))
+    else:
+        raise UnsupportedMediaType(f"send lines as application/json or text/plain, not {mimetype}")
+    cut_count = 0
+    limit = svc.settings.max_line_chars
+    if texts and max(map(len, texts)) > limit:
+        for index, text in enumerate(texts):
+            if len(text) > limit:
+                texts[index], _ = logtext.cut(text, limit)
+                cut_count += 1
+    result = await svc.writer.append(job_id, texts, first)
+    body: dict[str, Any] = result.to_json()
+    body["cut"] = cut_count
+    return body
+
+
+@dataclasses.dataclass
+class LogAnswer:
+    """What GET /api/jobs/{id}/log answers, before the ASGI front renders it."""
+
+    status: int
+    content_type: str | None
+    headers: dict[str, str]
+    body: AsyncIterator[bytes] | None  # None: no body (204)
+
+
+async def open_log(
+    svc: Services,
+    job_id: int,
+    *,
+    accept: str | None,
+    last_event_id: str | None,
+    args: Mapping[str, str],
+) -> LogAnswer:
+    """GET /api/jobs/{id}/log: the SSE stream (resumable by Last-Event-ID) or the raw text
+    (`follow=1` keeps it open). Served by asgi.py."""
+    fmt = args.get("format")
+    if fmt is not None:
+        if fmt not in ("sse", "text"):
+            raise BadRequest("format must be sse or text", field="format")
+        wants_sse = fmt == "sse"
+    else:
+        wants_sse = "text/event-stream" in (accept or "")
+    resumed = sse.parse_last_event_id(last_event_id)
+    if last_event_id is not None and resumed is None:
+        raise BadRequest("Last-Event-ID must be a line number (digits only)")
+    after = parse_int("after", args.get("after"), None)
+    last_n = parse_int("tail", args.get("tail"), None)
+    follow_text = args.get("follow", "0").lower() in ("1", "true", "yes")
+    job = await get_job_or_404(svc, job_id)
+    if resumed is not None:
+        # An id past the job's last line cannot come from this job's stream (every line a
+        # client was sent is committed, so no process reads a smaller count): a store restored
+        # from a backup, or an id from elsewhere. Resume from the job's end, so the lines stored
+        # from now on are sent rather than skipped up to that id.
+        cursor = min(resumed, job.line_count)
+    elif after is not None:
+        cursor = after
+    elif last_n is not None:
+        cursor = max(0, job.line_count - last_n)
+    else:
+        cursor = 0
+    end = JobEnd(job.status, job.exit_code, job.line_count) if job.finished else None
+    if wants_sse and end is not None and resumed is not None and resumed >= job.line_count:
+        # Nothing left to send: 204 tells EventSource to stop reconnecting.
+        return LogAnswer(204, None, {"Cache-Control": "no-cache"}, None)
+    stream = tail.follow(
+        svc.hub,
+        job_id,
+        cursor,
+        "sse" if wants_sse else "text",
+        live=wants_sse or follow_text,
+        end=end,
+        retry_ms=svc.settings.retry_ms,
+    )
+    if wants_sse:
+        return LogAnswer(200, "text/event-stream", STREAM_HEADERS, stream)
+    headers = STREAM_HEADERS if follow_text else {}
+    return LogAnswer(200, "text/plain; charset=utf-8", headers, stream)
+
+
+def error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for an exception a request ended with: a client error as itself,
+    a store failure as 503 (the client retries), anything else as a logged 500."""
+    if isinstance(error, ApiError):
+        return error.status, error.body()
+    if is_store_error(error):
+        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        return Unavailable.status, Unavailable("the store is unavailable; retry shortly").body()
+    log.exception("unhandled error", exc_info=error)
+    return 500, {"error": "internal", "message": "internal error; the request may be retried"}

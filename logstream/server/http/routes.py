@@ -1,0 +1,237 @@
+"""The Quart blueprint of the API: parse the request, call a core or the store, render JSON.
+
+The hot routes (append, log stream) are not here: asgi.py answers them in front of Quart.
+No SQL here: the store's queries do that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from quart import Blueprint, Response, current_app, request
+
+from logstream import logtext, sse
+from logstream.protocol import STATUSES_FINAL
+from logstream.server import search
+from logstream.server.auth import check_job_token, check_runner
+from logstream.server.errors import BadRequest, NotFound
+from logstream.server.http.core import (
+    STREAM_HEADERS,
+    drain_limited,
+    error_answer,
+    get_job_or_404,
+    json_bytes,
+    parse_int,
+    parse_job_id,
+    parse_json_object,
+    read_limited,
+)
+from logstream.server.services import Services
+from logstream.server.store import queries
+
+bp = Blueprint("api", __name__)
+
+MAX_NAME = 200
+MAX_META_BYTES = 16 * 1024
+
+
+def services() -> Services:
+    """The running app's services (engine, writer, hub, settings)."""
+    return current_app.extensions["logstream"]  # type: ignore[no-any-return]
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """A JSON answer in the API's encoding."""
+    return Response(json_bytes(payload), status=status, mimetype="application/json")
+
+
+def error_response(error: Exception) -> Response:
+    """The JSON error answer for the exception a request ended with."""
+    status, body = error_answer(error)
+    return json_response(body, status)
+
+
+@bp.after_request
+async def _drain_request_body(response: Response) -> Response:
+    """An error answer to a request with a body: drain the body first (see drain_limited)."""
+    if response.status_code >= 400 and request.method in ("POST", "PUT", "PATCH"):
+        await drain_limited(
+            request.body, request.content_length, services().settings.max_body_bytes
+        )
+    return response
+
+
+async def _json_body() -> dict[str, Any]:
+    """The request body as a JSON object, at most LOGSTREAM_MAX_BODY_BYTES (else 413)."""
+    raw = await read_limited(
+        request.body, request.content_length, services().settings.max_body_bytes
+    )
+    return parse_json_object(raw)
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+@bp.post("/api/jobs")
+async def create_job() -> Response:
+    """Create a running job; answer with it and its write token."""
+    check_runner(services(), request.headers.get("Authorization"))
+    payload = await _json_body()
+    name = payload.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("name must be a non-empty string", field="name")
+    if len(name) > MAX_NAME or "\n" in name or "\r" in name:
+        raise BadRequest(f"name must be one line of at most {MAX_NAME} characters", field="name")
+    meta = payload.get("meta", {})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise BadRequest("meta must be a JSON object", field="meta")
+    if len(json.dumps(meta)) > MAX_META_BYTES:
+        raise BadRequest(f"meta must be at most {MAX_META_BYTES} bytes of JSON", field="meta")
+    job, token = await services().writer.create_job(logtext.clean(name), meta)
+    body = job.to_json()
+    body["token"] = token
+    return json_response(body, 201)
+
+
+@bp.get("/api/jobs")
+async def list_jobs() -> Response:
+    """Jobs newest first; `limit` and the opaque `cursor` from the previous page."""
+    limit = parse_int("limit", request.args.get("limit"), 50, minimum=1, maximum=500)
+    assert limit is not None
+    cursor = parse_int("cursor", request.args.get("cursor"), None, minimum=1)
+    async with services().engine.connect() as conn:
+        # The event cursor is read first: an event after it is replayed by /api/events.
+        events_cursor = await queries.last_job_event_id(conn)
+        jobs = await queries.list_jobs(conn, limit + 1, cursor)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return json_response(
+        {
+            "jobs": [job.to_json() for job in jobs],
+            "next_cursor": str(jobs[-1].id) if more and jobs else None,
+            "events_cursor": events_cursor,
+        }
+    )
+
+
+@bp.get("/api/events")
+async def job_events() -> Response:
+    """Job lifecycle as SSE: `job` events (resumable ids) and id-less `progress` events."""
+    header = request.headers.get("Last-Event-ID")
+    resumed = sse.parse_last_event_id(header)
+    if header is not None and resumed is None:
+        raise BadRequest("Last-Event-ID must be an event number (digits only)")
+    after = parse_int("after", request.args.get("after"), None)
+    svc = services()
+    if resumed is not None:
+        cursor = resumed
+    elif after is not None:
+        cursor = after
+    else:
+        async with svc.engine.connect() as conn:
+            cursor = await queries.last_job_event_id(conn)
+    response = Response(
+        svc.hub.events.stream(cursor, svc.settings.retry_ms),
+        content_type="text/event-stream",
+        headers=STREAM_HEADERS,
+    )
+    response.timeout = None  # the feed lives as long as the page; Quart would cut it at 60 s
+    return response
+
+
+@bp.get("/api/jobs/<job_id>")
+async def show_job(job_id: str) -> Response:
+    """One job."""
+    return json_response((await get_job_or_404(services(), parse_job_id(job_id))).to_json())
+
+
+@bp.post("/api/jobs/<job_id>/finish")
+async def finish_job(job_id: str) -> Response:
+    """Give the job its final status and exit code."""
+    number = parse_job_id(job_id)
+    await check_job_token(services(), number, request.headers.get("Authorization"))
+    payload = await _json_body()
+    status = payload.get("status")
+    if status not in STATUSES_FINAL:
+        raise BadRequest("status must be one of " + ", ".join(STATUSES_FINAL), field="status")
+    exit_code = payload.get("exit_code")
+    if exit_code is not None and (
+        not isinstance(exit_code, int)
+        or isinstance(exit_code, bool)
+        or not -(2**31) <= exit_code < 2**31
+    ):
+        raise BadRequest("exit_code must be a whole number or null", field="exit_code")
+    line_count = payload.get("line_count")
+    if line_count is not None and (
+        not isinstance(line_count, int) or isinstance(line_count, bool) or line_count < 0
+    ):
+        raise BadRequest("line_count must be a whole number >= 0", field="line_count")
+    job = await services().writer.finish(number, status, exit_code, line_count)
+    return json_response(job.to_json())
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+@bp.get("/api/jobs/<job_id>/lines")
+async def read_lines(job_id: str) -> Response:
+    """A JSON page of lines after `after`, with numbers and receive timestamps."""
+    number = parse_job_id(job_id)
+    after = parse_int("after", request.args.get("after"), 0)
+    limit = parse_int("limit", request.args.get("limit"), 1000, minimum=1, maximum=10_000)
+    assert after is not None and limit is not None
+    async with services().engine.connect() as conn:
+        job = await queries.get_job(conn, number)
+        if job is None:
+            raise NotFound(f"job {number} does not exist", job_id=number)
+        rows = await queries.read_lines(conn, number, after, limit)
+    return json_response(
+        {
+            "job_id": number,
+            "status": job.status,
+            "line_count": job.line_count,
+            "lines": [{"n": no, "ts": queries.iso(ts), "text": text} for no, ts, text in rows],
+            "next_after": rows[-1][0] if rows and rows[-1][0] < job.line_count else None,
+        }
+    )
+
+
+@bp.get("/api/jobs/<job_id>/search")
+async def search_log(job_id: str) -> Response:
+    """Line numbers whose visible text contains `q` (case-insensitive unless case=1), after
+    line `after` (default 0: the whole log): the next page of hits starts after the last one."""
+    number = parse_job_id(job_id)
+    query = request.args.get("q", "")
+    if not query:
+        raise BadRequest("q must be a non-empty search text", field="q")
+    if len(query) > 1000:
+        raise BadRequest("q must be at most 1000 characters", field="q")
+    case = request.args.get("case", "0").lower() in ("1", "true", "yes")
+    limit = parse_int("limit", request.args.get("limit"), 1000, minimum=1, maximum=10_000)
+    after = parse_int("after", request.args.get("after"), 0)
+    assert limit is not None and after is not None
+    await get_job_or_404(services(), number)
+    result = await search.search_log(
+        services().engine, number, query, case=case, limit=limit, after=after
+    )
+    return json_response(
+        {
+            "query": query,
+            "after": after,
+            "count": result.count,
+            "lines": result.lines,
+            "truncated": result.truncated,
+        }
+    )
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    """Liveness: the process answers and the store can be queried."""
+    async with services().engine.connect() as conn:
+        await queries.get_job(conn, 0)
+    return json_response({"ok": True, "pid": os.getpid(), "streams": services().hub.streams.count})

@@ -1,0 +1,73 @@
+"""The long-lived objects of a running server, created and closed together."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from logstream.config import Settings
+from logstream.server.live.broker import Broker, MemoryBroker
+from logstream.server.live.hub import Hub
+from logstream.server.store import queries
+from logstream.server.store.db import create_engine
+from logstream.server.writer import Writer
+
+TOKEN_CACHE_SIZE = 10_000
+
+
+@dataclasses.dataclass
+class Services:
+    """Engine, broker, writer and hub of one server process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    broker: Broker
+    writer: Writer
+    hub: Hub
+    _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        """Open the store, start the writer and the hub, connect the broker to the hub."""
+        engine = create_engine(settings.database_url, pool_size=settings.pool_size)
+        hub = Hub(
+            engine,
+            page_lines=settings.page_lines,
+            feed_lines=settings.feed_lines,
+            heartbeat=settings.heartbeat,
+            poll_interval=settings.poll_interval,
+        )
+        broker: Broker
+        if settings.is_sqlite:
+            broker = MemoryBroker()
+        else:
+            from logstream.server.live.pgbroker import PostgresBroker
+
+            broker = PostgresBroker(settings.database_url, on_reconnect=hub.recheck_soon)
+        broker.listen(hub.on_hint)
+        writer = Writer(engine, broker)
+        await broker.start()
+        await hub.start()
+        await writer.start()
+        return cls(settings, engine, broker, writer, hub)
+
+    async def stop(self) -> None:
+        """End streams, drain the writer, close the broker and the pool."""
+        await self.hub.stop()
+        await self.writer.stop()
+        await self.broker.stop()
+        await self.engine.dispose()
+
+    async def token_hash(self, job_id: int) -> str | None:
+        """A job's token hash; cached, since it never changes."""
+        cached = self._tokens.get(job_id)
+        if cached is not None:
+            return cached
+        async with self.engine.connect() as conn:
+            found = await queries.get_token_hash(conn, job_id)
+        if found is not None:
+            if len(self._tokens) >= TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            self._tokens[job_id] = found
+        return found

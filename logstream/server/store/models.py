@@ -1,0 +1,51 @@
+"""SQLAlchemy tables: what the store queries and what Alembic migrates."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, Text
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Times are integer milliseconds since the epoch (UTC): same on both backends, cheap to compare.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("meta", Text, nullable=False, server_default="{}"),
+    Column("status", String(16), nullable=False, server_default="running"),
+    Column("exit_code", Integer, nullable=True),
+    Column("line_count", BigInteger, nullable=False, server_default="0"),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger, nullable=True),
+)
+
+# (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines
+# sit together in key order and a page of replay is one range scan.
+lines = Table(
+    "lines",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("no", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Job lifecycle (created, finished) in order: the resumable ids of the /api/events feed.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)

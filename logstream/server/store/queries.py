@@ -1,0 +1,330 @@
+"""Every SQL statement logstream runs. Functions take a connection first and return plain values.
+
+The caller owns the transaction. Reads are async and run in short connections opened per page.
+Writes (and the reads a write checks under its lock) are plain synchronous functions on a sync
+`Connection`: the writer runs a whole batch of them in one call, on SQLite on its own sync
+connection (on the event loop for small batches, in its thread for large ones) and through
+`run_sync` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, func, or_, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from logstream.protocol import STATUSES_FINAL
+from logstream.server.store.driver import Prepared, fetch_raw
+from logstream.server.store.models import job_events, jobs, lines
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as an ISO 8601 UTC timestamp (millisecond precision)."""
+    if ms is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job as the API shows it."""
+
+    id: int
+    name: str
+    meta: dict[str, Any]
+    status: str
+    exit_code: int | None
+    line_count: int
+    created_ms: int
+    finished_ms: int | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job has a final status."""
+        return self.status in STATUSES_FINAL
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's public JSON form (never the token)."""
+        duration = None
+        if self.finished_ms is not None:
+            duration = (self.finished_ms - self.created_ms) / 1000
+        return {
+            "id": self.id,
+            "name": self.name,
+            "meta": self.meta,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "line_count": self.line_count,
+            "created_at": iso(self.created_ms),
+            "finished_at": iso(self.finished_ms),
+            "duration": duration,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    """The part of a job that appends and finishes check under the job's lock."""
+
+    line_count: int
+    status: str
+    exit_code: int | None
+
+
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.meta,
+    jobs.c.status,
+    jobs.c.exit_code,
+    jobs.c.line_count,
+    jobs.c.created_ms,
+    jobs.c.finished_ms,
+)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    """A Job from a row in _JOB_COLUMNS order (a SQLAlchemy row or a raw driver row)."""
+    id_, name, meta, status, exit_code, line_count, created_ms, finished_ms = row
+    return Job(id_, name, json.loads(meta), status, exit_code, line_count, created_ms, finished_ms)
+
+
+def create_job(
+    conn: Connection, name: str, meta: dict[str, Any], token_hash: str, now_ms: int
+) -> Job:
+    """Insert a running job with no lines."""
+    result = conn.execute(
+        jobs.insert()
+        .values(
+            name=name,
+            meta=json.dumps(meta, separators=(",", ":")),
+            status="running",
+            line_count=0,
+            token_hash=token_hash,
+            created_ms=now_ms,
+        )
+        .returning(*_JOB_COLUMNS)
+    )
+    return _job(result.one())
+
+
+async def get_job(conn: AsyncConnection, job_id: int) -> Job | None:
+    """One job by id, or None."""
+    rows = await fetch_raw(conn, _GET_JOB, job_id=job_id)
+    return _job(rows[0]) if rows else None
+
+
+def get_job_tx(conn: Connection, job_id: int) -> Job | None:
+    """One job by id, inside the writer's transaction."""
+    row = conn.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).first()
+    return None if row is None else _job(row)
+
+
+async def list_jobs(conn: AsyncConnection, limit: int, before_id: int | None) -> list[Job]:
+    """Jobs newest first, keyset-paged by id."""
+    query = select(*_JOB_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(jobs.c.id < before_id)
+    result = await conn.execute(query)
+    return [_job(row) for row in result]
+
+
+async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
+    """The stored hash of a job's write token, or None for an unknown job."""
+    rows = await fetch_raw(conn, _GET_TOKEN_HASH, job_id=job_id)
+    return rows[0][0] if rows else None
+
+
+_LOCK_JOB = Prepared(
+    select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code)
+    .where(jobs.c.id == bindparam("job_id"))
+    .with_for_update()
+)
+_READ_TEXTS = Prepared(
+    select(lines.c.text)
+    .where(
+        lines.c.job_id == bindparam("job_id"),
+        lines.c.no >= bindparam("first"),
+        lines.c.no <= bindparam("last"),
+    )
+    .order_by(lines.c.no)
+)
+_INSERT_LINE = Prepared(
+    lines.insert().values(
+        job_id=bindparam("job_id"),
+        no=bindparam("no"),
+        ts_ms=bindparam("ts_ms"),
+        text=bindparam("text"),
+    )
+)
+_SET_COUNT = Prepared(
+    update(jobs).where(jobs.c.id == bindparam("job_id")).values(line_count=bindparam("count"))
+)
+
+
+def lock_job(conn: Connection, job_id: int) -> JobState | None:
+    """Read the job's count and status, locking its row until the transaction ends.
+
+    PostgreSQL takes a row lock (FOR UPDATE); SQLite already holds the database write lock.
+    """
+    rows = _LOCK_JOB.rows(conn, job_id=job_id)
+    if not rows:
+        return None
+    line_count, status, exit_code = rows[0]
+    return JobState(line_count=line_count, status=status, exit_code=exit_code)
+
+
+async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, JobState]:
+    """Count and status of many jobs at once (the periodic re-check of live tails)."""
+    if not job_ids:
+        return {}
+    query = select(jobs.c.id, jobs.c.line_count, jobs.c.status, jobs.c.exit_code).where(
+        jobs.c.id.in_(list(job_ids))
+    )
+    return {
+        row.id: JobState(line_count=row.line_count, status=row.status, exit_code=row.exit_code)
+        for row in await conn.execute(query)
+    }
+
+
+def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str]:
+    """The texts of lines first..last of a job, in order."""
+    return [row[0] for row in _READ_TEXTS.rows(conn, job_id=job_id, first=first, last=last)]
+
+
+_GET_JOB = Prepared(select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id")))
+_GET_TOKEN_HASH = Prepared(select(jobs.c.token_hash).where(jobs.c.id == bindparam("job_id")))
+_READ_LINES = Prepared(
+    select(lines.c.no, lines.c.ts_ms, lines.c.text)
+    .where(lines.c.job_id == bindparam("job_id"), lines.c.no > bindparam("after"))
+    .order_by(lines.c.no)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+async def read_lines(
+    conn: AsyncConnection, job_id: int, after: int, limit: int
+) -> Sequence[Sequence[Any]]:
+    """Up to `limit` lines numbered above `after`, as (no, ts_ms, text) rows.
+
+    The hot path of replay (a million lines must stream in seconds): the prepared SQL goes
+    straight to the driver in one call, skipping SQLAlchemy's per-row result processing.
+    """
+    return await fetch_raw(conn, _READ_LINES, job_id=job_id, after=after, limit=limit)
+
+
+# Characters outside ASCII whose lower case holds an ASCII letter (U+0130 -> "i̇", U+212A -> "k"),
+# with that letter: a line with one can match an ASCII search text holding that letter
+# case-insensitively without containing the text itself.
+_LOWER_TO_ASCII = (("\u0130", "i"), ("\u212a", "k"))
+
+
+def can_prefilter(needle: str, case: bool) -> bool:
+    """Whether `read_candidates` finds every line that can match `needle`: case-sensitively
+    always; ignoring case only for ASCII text (SQLite folds only ASCII letters)."""
+    return case or needle.isascii()
+
+
+async def read_candidates(
+    conn: AsyncConnection, job_id: int, after: int, limit: int, needle: str, case: bool
+) -> Sequence[Sequence[Any]]:
+    """Up to `limit` lines above `after` that may contain `needle`, as (no, ts_ms, text) rows.
+
+    The search's first pass, in the database: every line whose stored text contains the
+    needle (ASCII case folded by SQLite's LIKE, or exactly), and every line with an escape
+    sequence (an escape can split a visible match) or one of _LOWER_TO_ASCII. The caller checks
+    each candidate's visible text; this only saves reading the lines that cannot match.
+    """
+    text = lines.c.text
+    may = [text.contains("\x1b", autoescape=True)]
+    if case or conn.dialect.name == "sqlite":
+        # SQLite's LIKE folds ASCII letters by itself (three times faster than lower() LIKE).
+        may.append(text.contains(needle, autoescape=True))
+    else:
+        may.append(text.icontains(needle, autoescape=True))
+    if not case:
+        may += [text.contains(char) for char, letter in _LOWER_TO_ASCII if letter in needle]
+    query = (
+        select(lines.c.no, lines.c.ts_ms, text)
+        .where(lines.c.job_id == job_id, lines.c.no > after, or_(*may))
+        .order_by(lines.c.no)
+        .limit(limit)
+    )
+    return [tuple(row) for row in await conn.execute(query)]
+
+
+def insert_lines(
+    conn: Connection, job_id: int, first: int, texts: Sequence[str], ts_ms: int
+) -> None:
+    """Store texts as lines first, first+1, ... and move the job's count past them."""
+    if not texts:
+        return
+    n = len(texts)
+    _INSERT_LINE.run_many(
+        conn,
+        ("job_id", "no", "ts_ms", "text"),
+        zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts, strict=True),
+    )
+    _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1)
+
+
+def finish_job(
+    conn: Connection, job_id: int, status: str, exit_code: int | None, now_ms: int
+) -> None:
+    """Give a job its final status."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status=status, exit_code=exit_code, finished_ms=now_ms)
+    )
+
+
+LIFECYCLE_LOCK = 0x6C6F6773  # "logs"
+
+
+def lock_lifecycle(conn: Connection) -> None:
+    """PostgreSQL: serialise lifecycle events until commit, so their ids commit in order.
+
+    Sequence values are handed out at insert but become visible at commit; two processes
+    could commit 6 before 5, and a feed that had moved past 6 would never see 5. Taken
+    before any job row lock, so it cannot deadlock with transactions that only append.
+    """
+    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIFECYCLE_LOCK})
+
+
+def add_job_event(conn: Connection, job_id: int, kind: str, now_ms: int) -> int:
+    """Record a lifecycle event (created, finished); returns its id, the feed's event id."""
+    result = conn.execute(
+        job_events.insert()
+        .values(job_id=job_id, kind=kind, created_ms=now_ms)
+        .returning(job_events.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def last_job_event_id(conn: AsyncConnection) -> int:
+    """The id of the newest lifecycle event (0 when there is none)."""
+    result = await conn.execute(select(func.max(job_events.c.id)))
+    return int(result.scalar_one() or 0)
+
+
+async def read_job_events(
+    conn: AsyncConnection, after: int, limit: int
+) -> list[tuple[int, str, Job]]:
+    """Lifecycle events after `after`, oldest first, each with its job as it is now."""
+    query = (
+        select(job_events.c.id.label("event_id"), job_events.c.kind, *_JOB_COLUMNS)
+        .join(jobs, jobs.c.id == job_events.c.job_id)
+        .where(job_events.c.id > after)
+        .order_by(job_events.c.id)
+        .limit(limit)
+    )
+    return [(row.event_id, row.kind, _job(row[2:])) for row in await conn.execute(query)]

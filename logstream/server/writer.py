@@ -1,0 +1,412 @@
+"""The single writer: every write goes through one queue and commits in batched transactions.
+
+SQLite allows one writer at a time, so concurrent requests are funnelled into one task that
+takes many queued operations into one `BEGIN IMMEDIATE` transaction: one commit (one fsync of
+the WAL) pays for all of them. Each operation checks its own preconditions first and raises a
+client error before it writes anything, so one bad request never spoils the batch. Hints go to
+the broker only after the commit, so a reader woken by one always finds the lines.
+
+On SQLite a small batch commits on the event loop itself (WAL with synchronous=NORMAL does not
+fsync on commit, and a hop to a thread and back cost more than the transaction); large batches,
+checkpoints and waiting for another process's write lock happen in the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from logstream.protocol import REASON_FINISHED, REASON_GAP, REASON_LINE_COUNT, REASON_MISMATCH
+from logstream.server.auth import hash_token, new_token
+from logstream.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from logstream.server.live.broker import Broker, Hint
+from logstream.server.store import driver, queries
+from logstream.server.store.db import BUSY_TIMEOUT_MS, IMMEDIATE, create_sync_engine, pragma
+from logstream.server.store.queries import Job
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How much one transaction may take on: enough to amortise the commit, small enough that a
+# batch never holds the write lock for long.
+MAX_OPS_PER_BATCH = 512
+MAX_LINES_PER_BATCH = 50_000
+
+# SQLite: a batch of at most this many lines commits right on the event loop (tens of us, no
+# fsync: WAL with synchronous=NORMAL); a larger one goes to the writer thread, so the loop
+# never stops for long. A thread hop costs about as much as a one-line append's transaction.
+INLINE_MAX_LINES = 256
+# The writer's connection does not checkpoint on commit (a checkpoint fsyncs, and the loop must
+# not wait for that): after about this many WAL pages (SQLite's own default is 1,000) the
+# writer task runs the checkpoint in the writer thread before its next batch. Writes wait for
+# it meanwhile (as they did for SQLite's own checkpoint), so it completes and the WAL restarts.
+CHECKPOINT_PAGES = 1000
+PAGES_PER_COMMIT = 3  # a line page, its index page and the job's row
+LINES_PER_PAGE = 30  # lines of ~80 characters with their index entries
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendResult:
+    """What an append did: lines first..last are stored; `stored` of them by this request."""
+
+    first: int
+    last: int
+    line_count: int
+    stored: int
+    skipped: int
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON answer to an append."""
+        return {
+            "first": self.first,
+            "last": self.last,
+            "line_count": self.line_count,
+            "stored": self.stored,
+            "skipped": self.skipped,
+        }
+
+
+@dataclasses.dataclass
+class _Op(Generic[T]):
+    run: Callable[[Connection], tuple[T, Hint | None]]
+    future: asyncio.Future[T]
+    size: int = 1
+    job_id: int = 0
+    lifecycle: bool = False
+
+
+def _merge(previous: Hint | None, hint: Hint) -> Hint:
+    """One hint per job per batch: the furthest count, finished if either is."""
+    if previous is None:
+        return hint
+    return Hint(
+        hint.job_id,
+        max(previous.line_count, hint.line_count),
+        previous.finished or hint.finished,
+        max(previous.event_id, hint.event_id),
+    )
+
+
+_Done = tuple[_Op[Any], tuple[Any, Hint | None]]
+
+
+class Writer:
+    """Owns all writes; start() before use, stop() to drain and end."""
+
+    def __init__(self, engine: AsyncEngine, broker: Broker) -> None:
+        self._engine = engine
+        self._broker = broker
+        self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite: batches run on a sync connection kept open, small ones on the loop, large
+        # ones in one dedicated thread (aiosqlite would hop threads for every statement).
+        self._sync_engine: Engine | None = None
+        self._sync_conn: Connection | None = None
+        self._waits: bool | None = None  # busy timeout BUSY_TIMEOUT_MS (True) or 0 (False)
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._wal_pages = 0  # estimated WAL pages written since the last checkpoint
+        if self._sqlite:
+            self._sync_engine = create_sync_engine(engine.url.render_as_string(hide_password=False))
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, "logstream-writer")
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="logstream-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then end the task."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync_conn)
+            self._thread.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def create_job(self, name: str, meta: dict[str, Any]) -> tuple[Job, str]:
+        """Create a running job; returns it with its write token (only the hash is stored)."""
+        token = new_token()
+
+        def run(conn: Connection) -> tuple[Job, Hint | None]:
+            now = now_ms()
+            job = queries.create_job(conn, name, meta, hash_token(token), now)
+            event_id = queries.add_job_event(conn, job.id, "created", now)
+            return job, Hint(job.id, 0, event_id=event_id)
+
+        return await self._submit(run, lifecycle=True), token
+
+    async def append(self, job_id: int, texts: Sequence[str], first: int | None) -> AppendResult:
+        """Append lines, or skip those already stored when `first` overlaps (a retry)."""
+
+        def run(conn: Connection) -> tuple[AppendResult, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None:
+                raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            count = state.line_count
+            start = count + 1 if first is None else first
+            if start < 1:
+                raise BadRequest("first must be >= 1", field="first")
+            if start > count + 1:
+                raise Conflict(
+                    f"line {start} would leave a gap: the next line expected is {count + 1}",
+                    reason=REASON_GAP,
+                    expected_first=count + 1,
+                    line_count=count,
+                )
+            overlap = min(count - start + 1, len(texts))
+            if overlap > 0:
+                stored = queries.read_texts(conn, job_id, start, start + overlap - 1)
+                for i, (have, got) in enumerate(zip(stored, texts, strict=False)):
+                    if have != got:
+                        raise Conflict(
+                            f"line {start + i} is already stored with different text",
+                            reason=REASON_MISMATCH,
+                            line=start + i,
+                            expected_first=count + 1,
+                            line_count=count,
+                        )
+            new = texts[overlap:]
+            if state.status != "running" and (new or overlap == 0):
+                raise Conflict(
+                    f"job {job_id} is finished ({state.status}); it takes no more lines",
+                    reason=REASON_FINISHED,
+                    status=state.status,
+                    line_count=count,
+                )
+            queries.insert_lines(conn, job_id, count + 1, new, now_ms())
+            line_count = count + len(new)
+            result = AppendResult(
+                first=start,
+                last=start + len(texts) - 1,
+                line_count=line_count,
+                stored=len(new),
+                skipped=overlap,
+            )
+            return result, (Hint(job_id, line_count) if new else None)
+
+        return await self._submit(run, size=len(texts), job_id=job_id)
+
+    async def finish(
+        self, job_id: int, status: str, exit_code: int | None, line_count: int | None
+    ) -> Job:
+        """Give a job its final status; repeating the same finish is fine."""
+
+        def run(conn: Connection) -> tuple[Job, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None:
+                raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            if state.status != "running":
+                same_count = line_count is None or line_count == state.line_count
+                if state.status == status and state.exit_code == exit_code and same_count:
+                    job = queries.get_job_tx(conn, job_id)
+                    assert job is not None
+                    return job, None
+                raise Conflict(
+                    f"job {job_id} already finished as {state.status}"
+                    f" (exit code {state.exit_code})",
+                    reason=REASON_FINISHED,
+                    status=state.status,
+                    exit_code=state.exit_code,
+                    line_count=state.line_count,
+                )
+            if line_count is not None and line_count != state.line_count:
+                raise Conflict(
+                    f"the job has {state.line_count} lines stored, not {line_count}:"
+                    " send the missing lines first",
+                    reason=REASON_LINE_COUNT,
+                    line_count=state.line_count,
+                    expected_first=state.line_count + 1,
+                )
+            now = now_ms()
+            queries.finish_job(conn, job_id, status, exit_code, now)
+            event_id = queries.add_job_event(conn, job_id, "finished", now)
+            job = queries.get_job_tx(conn, job_id)
+            assert job is not None
+            return job, Hint(job_id, state.line_count, finished=True, event_id=event_id)
+
+        return await self._submit(run, job_id=job_id, lifecycle=True)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _submit(
+        self,
+        run: Callable[[Connection], tuple[T, Hint | None]],
+        size: int = 1,
+        job_id: int = 0,
+        lifecycle: bool = False,
+    ) -> T:
+        if self._task is None or self._task.done():
+            raise Unavailable("the server is shutting down")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(run, future, size, job_id, lifecycle))
+        # Shield: a client that disconnects must not cancel a write already queued; the writer
+        # finishes it either way, and the retry with `first` finds it stored.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            op = await self._queue.get()
+            if op is None:
+                break
+            batch = [op]
+            lines = op.size
+            while len(batch) < MAX_OPS_PER_BATCH and lines < MAX_LINES_PER_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                lines += nxt.size
+            try:
+                await self._commit_batch(batch)
+            except Exception as error:  # never let the writer die: fail the batch, go on
+                if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
+                    first = (str(error).splitlines() or [""])[0][:200]
+                    log.warning(
+                        "writer batch failed, store unavailable: %s: %s",
+                        error.__class__.__name__,
+                        first,
+                    )
+                else:
+                    log.exception("writer batch failed")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            Unavailable("the store could not commit the write; retry")
+                        )
+
+    async def _commit_batch(self, batch: list[_Op[Any]]) -> None:
+        try:
+            done = await self._transaction(batch)
+        except Exception as error:
+            if not driver.is_store_error(error) or len(batch) == 1:
+                raise
+            # Something below the client-error level failed; isolate it by going one by one.
+            log.warning("batch of %d failed; retrying one operation per transaction", len(batch))
+            for item in batch:
+                try:
+                    await self._commit_batch([item])
+                except Exception:
+                    log.exception("write failed")
+                    if not item.future.done():
+                        item.future.set_exception(
+                            Unavailable("the store could not commit the write; retry")
+                        )
+            return
+        hints: dict[int, Hint] = {}
+        for item, (outcome, hint) in done:
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+            if hint is not None:
+                hints[hint.job_id] = _merge(hints.get(hint.job_id), hint)
+        for hint in hints.values():
+            await self._broker.publish(hint)
+
+    async def _transaction(self, batch: list[_Op[Any]]) -> list[_Done]:
+        if self._sync_engine is None:
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(self._run_batch, batch)
+        lines = sum(item.size for item in batch)
+        done: list[_Done] | None = None
+        if lines <= INLINE_MAX_LINES:
+            try:
+                done = self._sqlite_batch(batch, wait=False)
+            except Exception as error:
+                # Another process holds SQLite's write lock: wait for it in the thread, not
+                # on the loop. (The failed attempt rolled back; the operations run again.)
+                if not driver.is_busy_error(error):
+                    raise
+        loop = asyncio.get_running_loop()
+        if done is None:
+            done = await loop.run_in_executor(self._thread, self._sqlite_batch, batch, True)
+        self._wal_pages += PAGES_PER_COMMIT + lines // LINES_PER_PAGE
+        if self._wal_pages >= CHECKPOINT_PAGES:
+            self._wal_pages = 0
+            await loop.run_in_executor(self._thread, self._run_checkpoint)
+        return done
+
+    def _sqlite_batch(self, batch: list[_Op[Any]], wait: bool) -> list[_Done]:
+        """One transaction on the writer's connection, on the loop or in the writer thread.
+
+        The connection is kept between batches (a checkout, a reset and new execution options
+        per batch cost more than a one-line transaction itself); after any failure it is
+        dropped and the next batch opens a fresh one. `wait`: whether BEGIN waits for another
+        process's write lock (in the thread) or fails at once (on the loop).
+        """
+        assert self._sync_engine is not None
+        conn = self._sync_conn
+        if conn is None:
+            conn = self._sync_conn = self._sync_engine.connect().execution_options(**IMMEDIATE)
+            pragma(conn, "wal_autocheckpoint=0")
+            self._waits = None  # the pool may hand back the one we had: set it again
+        try:
+            if wait != self._waits:
+                pragma(conn, f"busy_timeout={BUSY_TIMEOUT_MS if wait else 0}")
+                self._waits = wait
+            return self._run_batch(conn, batch)
+        except BaseException:
+            self._close_sync_conn()
+            raise
+
+    def _run_checkpoint(self) -> None:
+        """Copy the WAL back into the database file (writer thread, between batches)."""
+        conn = self._sync_conn
+        if conn is None:
+            return
+        try:
+            pragma(conn, "wal_checkpoint(PASSIVE)")
+        except Exception as error:  # the next checkpoint tries again
+            log.warning("WAL checkpoint failed: %s", error)
+
+    def _close_sync_conn(self) -> None:
+        conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.warning("closing the writer's connection failed", exc_info=True)
+
+    def _run_batch(self, conn: Connection, batch: list[_Op[Any]]) -> list[_Done]:
+        """One transaction for the whole batch (SQLite: on the loop or in the writer thread;
+        PostgreSQL: under run_sync)."""
+        done: list[_Done] = []
+        if not self._sqlite:
+            # Other processes lock job rows too: taking them in one global order (job id; the
+            # sort is stable, so one job's operations keep their order) avoids deadlocks.
+            batch = sorted(batch, key=lambda item: item.job_id)
+        with conn.begin():
+            if not self._sqlite and any(item.lifecycle for item in batch):
+                queries.lock_lifecycle(conn)
+            for item in batch:
+                try:
+                    result = item.run(conn)
+                except ApiError as error:
+                    done.append((item, (error, None)))
+                else:
+                    done.append((item, result))
+        return done
