@@ -140,11 +140,16 @@ _runner_token = click.option(
 )
 
 
-def _give_up(what: str) -> Callable[[F], F]:
+# How long `run` and `push` wait for an absent server once the output has ended: a log server
+# that is away must not hold a CI step for long (what is left is kept for `resend`).
+GIVE_UP_AFTER_OUTPUT = 30.0
+
+
+def _give_up(what: str, default: float = 300.0) -> Callable[[F], F]:
     return click.option(
         "--give-up",
         type=click.FloatRange(min=0),
-        default=300.0,
+        default=default,
         show_default=True,
         metavar="SECONDS",
         help=f"How long to keep retrying an unreachable server {what}.",
@@ -163,7 +168,12 @@ def _give_up(what: str) -> Callable[[F], F]:
     default=False,
     help="Run the command on a pseudo-terminal so it keeps its colors (stdout and stderr merge).",
 )
-@_give_up("after the command exits")
+@_give_up("after the command exits", GIVE_UP_AFTER_OUTPUT)
+@click.option(
+    "--require-server",
+    is_flag=True,
+    help="Exit 125 without running the command when no job can be created at start.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     server: str,
@@ -171,6 +181,7 @@ def run(
     runner_token: str | None,
     tty: bool,
     give_up: float,
+    require_server: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run a command as a job, streaming its output: `logstream run -- make test`.
@@ -180,8 +191,10 @@ def run(
     numbered lines, batched every 0.1 s. A line in progress (a prompt, a progress bar) is sent
     after 0.5 s and stays a line of its own. While the server is away the output is kept (on
     disk past 16 MiB) and resent without duplicates. Ctrl-C is passed to the command and the
-    job ends canceled. Exit status: the command's (128+N if killed by signal N), 126/127 if it
-    cannot be run, 125 if no job could be created.
+    job ends canceled. A server that is away at start does not stop the command: the job is
+    created once it answers (--require-server exits 125 instead); what never reached it is kept
+    in a file for `logstream resend`. Exit status: the command's (128+N if killed by signal N),
+    126/127 if it cannot be run, 125 for a bad --server or with --require-server.
     """
     from logstream.runner.run import EXIT_ERROR, run_command
 
@@ -194,6 +207,25 @@ def run(
             tty=tty,
             give_up=give_up,
             warn=_warn,
+            require_server=require_server,
+        )
+    raise click.exceptions.Exit(code)
+
+
+@main.command(short_help="Deliver what `run` kept while the server was away.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--server", default=None, help="Server (default: the one the file names).")
+@_runner_token
+@_give_up("", GIVE_UP_AFTER_OUTPUT)
+def resend(path: str, server: str | None, runner_token: str | None, give_up: float) -> None:
+    """Send the lines (and the finish) of a file `logstream run` left: no line twice."""
+    from pathlib import Path
+
+    from logstream.runner.run import resend as resend_file
+
+    with _client_errors():
+        code = resend_file(
+            server, Path(path), give_up=give_up, warn=_warn, runner_token=runner_token
         )
     raise click.exceptions.Exit(code)
 
@@ -213,7 +245,7 @@ def run(
     help="Finish the job with this status at the end of the input.",
 )
 @click.option("--exit-code", type=int, default=None, help="The exit code --finish records.")
-@_give_up("at the end of the input")
+@_give_up("at the end of the input", GIVE_UP_AFTER_OUTPUT)
 def push(
     job: int | None,
     server: str,

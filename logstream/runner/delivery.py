@@ -118,10 +118,22 @@ class Pump:
 class Delivery:
     """A thread that sends a spool's lines to one job, in order, then optionally finishes it."""
 
-    def __init__(self, client: Client, job_id: int, token: str, spool: Spool, warn: Warn) -> None:
+    def __init__(
+        self,
+        client: Client,
+        job_id: int | None,
+        token: str | None,
+        spool: Spool,
+        warn: Warn,
+        *,
+        opener: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.client = client
+        # No job yet (the server was away when the command started): `opener` creates it,
+        # retried here in the background like any append, before the first batch is sent.
         self.job_id = job_id
         self.token = token
+        self.opener = opener
         self.spool = spool
         self.warn = warn
         self.error: str | None = None  # a fault retrying cannot mend
@@ -174,8 +186,31 @@ class Delivery:
             self.abort()
         return min(20.0, max(left, 0.1))
 
+    def _open(self, backoff: float) -> float | None:
+        """Create the job (retrying while the server is away); None if that cannot succeed."""
+        assert self.opener is not None
+        while not self._stop.is_set():
+            try:
+                job = self.opener()
+            except ClientError as error:
+                if not error.retryable:
+                    self._fail(str(error))
+                    return None
+                backoff = self._pause(str(error), backoff)
+                continue
+            self.job_id, self.token = job["id"], job["token"]
+            self.warn(f"job {self.job_id}: {self.client.job_url(job['id'])}")
+            return self._recovered(backoff)
+        return None
+
     def _run(self) -> None:
         backoff = 0.1
+        if self.job_id is None:
+            opened = self._open(backoff)
+            if opened is None:
+                return
+            backoff = opened
+        assert self.job_id is not None and self.token is not None
         while not self._stop.is_set():
             batch = self.spool.take(WINDOW, self._batch_lines, BATCH_BYTES, self._stop)
             if batch is None:
@@ -250,7 +285,7 @@ class Delivery:
         why = self.error or self._stopped_by or f"gave up after {give_up:g} s"
         if self.error is None and self.problem is not None:
             why += f"; last error: {self.problem}"
-        where = f"job {self.job_id}"
+        where = "the job (never created)" if self.job_id is None else f"job {self.job_id}"
         if self.spool.pending:
             first, last = self.spool.first, self.spool.next - 1
             count = last - first + 1

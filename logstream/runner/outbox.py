@@ -166,6 +166,16 @@ class Spool:
                 self.cond.wait(left)
             return None
 
+    def waiting(self) -> list[str]:
+        """Every line still waiting for the server, oldest first (to keep them in a file)."""
+        with self.cond:
+            lines = list(self._mem)
+            if self._file is not None and self._file_lines:
+                self._file.seek(self._read_pos)
+                for _ in range(self._file_lines):
+                    lines.append(self._file.readline()[:-1].decode("utf-8"))
+            return lines
+
     def ack(self, last: int) -> None:
         """The server has every line up to `last`: forget them."""
         with self.cond:

@@ -1,7 +1,13 @@
 """`logstream run` and `logstream push`: open a job, pump output into it, say what did not arrive.
 
 The job's write token lives only in this process: it is never printed, logged or passed to the
-command (which gets LOGSTREAM_JOB_ID and LOGSTREAM_JOB_URL instead).
+command (which gets LOGSTREAM_JOB_ID and LOGSTREAM_JOB_URL instead). The one exception is the
+file `run` leaves when the server never took the output (mode 0600, its path printed), which
+`logstream resend FILE` delivers later.
+
+A log server that is away never breaks the build: `run` runs the command even when no job
+could be created at start (the delivery keeps trying in the background), waits a short,
+bounded time after the command exits, and exits with the command's own status.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import json
 import os
 import shlex
 import socket
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from logstream.runner.child import Child, SpawnError
@@ -72,13 +80,20 @@ def run_command(
     tty: bool,
     give_up: float,
     warn: Warn,
+    require_server: bool = False,
 ) -> int:
-    """Run `argv` as a job; return the command's exit status (EXIT_ERROR if no job started)."""
+    """Run `argv` as a job; return the command's exit status.
+
+    With `require_server`, a job that cannot be created at start raises ClientError (the CLI
+    exits EXIT_ERROR without running the command); without, the command runs anyway.
+    """
     signals = SignalState()
     signals.install()  # from here on Ctrl-C ends the job as canceled, never leaves it running
     try:
         with Client(server) as client:
-            return _run(client, argv, name, runner_token, tty, give_up, warn, signals)
+            return _run(
+                client, argv, name, runner_token, tty, give_up, warn, signals, require_server
+            )
     finally:
         signals.restore()
 
@@ -92,17 +107,33 @@ def _run(
     give_up: float,
     warn: Warn,
     signals: SignalState,
+    require_server: bool,
 ) -> int:
     meta = {"command": command_meta(argv), "host": socket.gethostname()}
-    job = create_job(client, name or job_name(argv), meta, runner_token)
-    job_id: int = job["id"]
-    url = client.job_url(job_id)
-    warn(f"job {job_id}: {url}")
+    title = name or job_name(argv)
     spool = Spool()
-    delivery = Delivery(client, job_id, job["token"], spool, warn)
+    env = dict(os.environ)
+    try:
+        job = create_job(client, title, meta, runner_token)
+    except ClientError as error:
+        if require_server:
+            raise
+        warn(f"{error}; running the command anyway (its output is kept for the server)")
+        delivery = Delivery(
+            client,
+            None,
+            None,
+            spool,
+            warn,
+            opener=lambda: client.create_job(title, meta, runner_token),
+        )
+    else:
+        url = client.job_url(job["id"])
+        warn(f"job {job['id']}: {url}")
+        env.update(LOGSTREAM_JOB_ID=str(job["id"]), LOGSTREAM_JOB_URL=url)
+        delivery = Delivery(client, job["id"], job["token"], spool, warn)
     delivery.announce = True
     delivery.start()
-    env = dict(os.environ, LOGSTREAM_JOB_ID=str(job_id), LOGSTREAM_JOB_URL=url)
     child = Child(argv, tty=tty, env=env)
     try:
         if signals.first is not None:
@@ -136,7 +167,72 @@ def _run(
     message = delivery.report(give_up)
     if message:
         warn(message)
+    if not delivery.done and (delivery.error is None or delivery.job_id is None):
+        kept = keep_undelivered(client.server, delivery, spool, title, meta, (status, code))
+        warn(f"kept in {kept}; send it later with: logstream resend {kept}")
     return code
+
+
+def keep_undelivered(
+    server: str,
+    delivery: Delivery,
+    spool: Spool,
+    name: str,
+    meta: dict[str, Any],
+    finish: tuple[str, int | None],
+) -> Path:
+    """Write what did not reach the server to a file `resend` can deliver later (mode 0600:
+    it holds the job's write token). The folder is LOGSTREAM_OUTBOX_DIR, else the temp dir."""
+    folder = os.environ.get("LOGSTREAM_OUTBOX_DIR") or tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(prefix="logstream-undelivered-", suffix=".json", dir=folder)
+    record = {
+        "server": server,
+        "job_id": delivery.job_id,
+        "token": delivery.token,
+        "name": name,
+        "meta": meta,
+        "first": spool.first,
+        "lines": spool.waiting(),
+        "finish": list(finish),
+    }
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(record, out, ensure_ascii=False)
+    return Path(path)
+
+
+def resend(
+    server: str | None, path: Path, *, give_up: float, warn: Warn, runner_token: str | None
+) -> int:
+    """Deliver a file `run` kept (see keep_undelivered); 0 and the file removed once all did."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        lines = [str(line) for line in record["lines"]]
+        status, exit_code = record["finish"]
+        first = int(record["first"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ClientError(f"{path} is not a file `logstream run` kept: {error}") from None
+    with Client(server or record["server"]) as client:
+        name, meta = str(record.get("name") or "run"), dict(record.get("meta") or {})
+        job_id, token = record.get("job_id"), record.get("token")
+        spool = Spool(first if job_id is not None else 1)
+        spool.add(lines)
+        delivery = Delivery(
+            client,
+            job_id,
+            token,
+            spool,
+            warn,
+            opener=lambda: client.create_job(name, meta, runner_token),
+        ).start()
+        delivery.close((status, exit_code), give_up)
+        delivery.wait()
+        message = delivery.report(give_up)
+        if message:
+            warn(message)
+            return 1
+    path.unlink()
+    warn(f"delivered {len(lines)} lines to job {delivery.job_id}; removed {path}")
+    return 0
 
 
 def push_input(

@@ -72,9 +72,9 @@ def test_invalid_server_url() -> None:
         assert_one_clean_line(cli(url, "jobs"), "invalid server URL", url)
 
 
-def test_unreachable_server() -> None:
+def test_unreachable_server_with_require_server_does_not_run_the_command() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = cli(url, "run", "--", "echo", "never")
+    result = cli(url, "run", "--require-server", "--", "echo", "never")
     assert result.returncode == 125
     assert_one_clean_line(result, "cannot reach", url)
     assert result.stdout == b""  # the command did not run
@@ -116,10 +116,12 @@ def test_runner_token_is_required_and_checked(tmp_path: Path) -> None:
     guarded.start()
     try:
         url = guarded.url
-        result = cli(url, "run", "--", "echo", "hi")
+        result = cli(url, "run", "--require-server", "--", "echo", "hi")
         assert result.returncode == 125
         assert_one_clean_line(result, "runner token")
-        result = cli(url, "run", "--", "echo", "hi", LOGSTREAM_RUNNER_TOKEN="wrong")
+        result = cli(
+            url, "run", "--require-server", "--", "echo", "hi", LOGSTREAM_RUNNER_TOKEN="wrong"
+        )
         assert result.returncode == 125
         assert_one_clean_line(result, "not valid")
         assert_one_clean_line(cli(url, "push", "--name", "p", input=b"x\n"), "runner token")

@@ -40,11 +40,14 @@ def cli(
     )
 
 
-def spawn(server: str, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+def spawn(
+    server: str, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """`logstream ARGS` in the background (`env`: extra variables)."""
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(
-        [sys.executable, "-m", "logstream", *args], env=cli_env(server), **kwargs
+        [sys.executable, "-m", "logstream", *args], env=cli_env(server, **(env or {})), **kwargs
     )
 
 
