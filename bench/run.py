@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import peer_nchan, scenarios
+from . import peer_nchan
 from .common import (
     LOADGEN_CORE,
     SERVER_CORE,
@@ -37,6 +37,8 @@ from .common import (
     raise_nofile,
 )
 from .profile import render
+from .scenarios import catchup, fanout, h2, idle, ingest, selfcheck
+from .scenarios.context import Context, Result
 from .server import stop_all
 
 HERE = Path(__file__).resolve().parent
@@ -185,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(
     args: argparse.Namespace,
-) -> list[tuple[str, Callable[[scenarios.Context], Awaitable[scenarios.Result]]]]:
+) -> list[tuple[str, Callable[[Context], Awaitable[Result]]]]:
     """The (name, coroutine factory) list to run, with options (or defaults, or --quick)."""
     quick = args.quick
     chosen = [args.scenario] if args.scenario else list(SCENARIOS)
-    jobs: list[tuple[str, Callable[[scenarios.Context], Awaitable[scenarios.Result]]]] = []
+    jobs: list[tuple[str, Callable[[Context], Awaitable[Result]]]] = []
 
     def get(name: str, default: Any) -> Any:
         value = getattr(args, name, None)
@@ -197,21 +199,21 @@ def plan(
 
     for name in chosen:
         if name in ("fanout", "h2"):
-            h2 = name == "h2"
+            is_h2 = name == "h2"
             duration = get("duration", 1.0 if quick else 10.0)
-            for readers in get("readers", [100] if h2 else [100, 1000]):
+            for readers in get("readers", [100] if is_h2 else [100, 1000]):
                 kwargs: dict[str, Any] = {
                     "batch": get("batch", 10),
                     "full_readers": get("full_readers", None),
                     "p99_target_ms": get("p99_target", None),
                 }
-                if h2:
-                    kwargs.update(h2=True, h2_connections=get("connections", 10))
+                if is_h2:
+                    kwargs["connections"] = get("connections", 10)
                 jobs.append(
                     (
-                        f"{'h2 ' if h2 else ''}fanout S={readers}",
+                        f"{'h2 ' if is_h2 else ''}fanout S={readers}",
                         functools.partial(
-                            scenarios.fanout,
+                            h2.run if is_h2 else fanout.run,
                             readers=readers,
                             rate=get("rate", 1000),
                             duration=duration,
@@ -224,7 +226,7 @@ def plan(
                 (
                     "selfcheck",
                     functools.partial(
-                        scenarios.selfcheck,
+                        selfcheck.run,
                         readers=get("readers", 1000),
                         rate=get("rate", 1000),
                         duration=get("duration", 1.0 if quick else 5.0),
@@ -237,7 +239,7 @@ def plan(
                 (
                     "catchup",
                     functools.partial(
-                        scenarios.catchup,
+                        catchup.run,
                         lines=lines,
                         ingest_batch=get("ingest_batch", 5000),
                         sse_target_s=3.0 * lines / 1_000_000,
@@ -249,7 +251,7 @@ def plan(
                 (
                     "ingest",
                     functools.partial(
-                        scenarios.ingest,
+                        ingest.run,
                         seconds=get("seconds", 0.5 if quick else 5.0),
                         batches=tuple(get("batches", [1, 100, 1000])),
                         concurrency=get("concurrency", 8),
@@ -264,7 +266,7 @@ def plan(
                 (
                     "idle",
                     functools.partial(
-                        scenarios.idle,
+                        idle.run,
                         counts=tuple(get("streams", [300] if quick else [1000, 10000])),
                         jobs=get("jobs", 100),
                         open_batch=get("open_batch", 500),
@@ -277,7 +279,7 @@ def plan(
     nchan_missing = peer_nchan.available()
     if nchan_missing:
         print(f"warning: the nchan peer is skipped: {nchan_missing}", file=sys.stderr)
-    with_peers: list[tuple[str, Callable[[scenarios.Context], Awaitable[scenarios.Result]]]] = []
+    with_peers: list[tuple[str, Callable[[Context], Awaitable[Result]]]] = []
     for name, factory in jobs:
         with_peers.append((name, factory))
         if name.startswith(("h2", "selfcheck")):
@@ -310,9 +312,9 @@ NCHAN_CATCHUP_LINES = 30_000
 
 
 def _as_peer(
-    factory: Callable[[scenarios.Context], Awaitable[scenarios.Result]], peer: str
-) -> Callable[[scenarios.Context], Awaitable[scenarios.Result]]:
-    def run(ctx: scenarios.Context) -> Awaitable[scenarios.Result]:
+    factory: Callable[[Context], Awaitable[Result]], peer: str
+) -> Callable[[Context], Awaitable[Result]]:
+    def run(ctx: Context) -> Awaitable[Result]:
         return factory(dataclasses.replace(ctx, peer=peer))
 
     return run
@@ -358,15 +360,11 @@ def render_table(figures: list[Figure]) -> str:
     return "\n".join(out)
 
 
-async def run_all(
-    args: argparse.Namespace, ctx: scenarios.Context, outcome: dict[str, Any]
-) -> None:
+async def run_all(args: argparse.Namespace, ctx: Context, outcome: dict[str, Any]) -> None:
     """Run the planned scenarios, adding to `outcome` as they finish (kept on Ctrl-C)."""
     figures: list[Figure] = outcome.setdefault("figures", [])
     raw: dict[str, Any] = outcome.setdefault("raw", {})
     for name, factory in plan(args):
-        if name.startswith("h2") and ctx.tls is None:
-            ctx.tls = scenarios.make_tls(ctx.workdir)
         load_before = os.getloadavg()
         if load_before[0] > 1.5:
             print(
@@ -416,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = install_uvloop()
     workdir = Path(tempfile.mkdtemp(prefix="logstream-bench-"))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    ctx = scenarios.Context(workdir=workdir, results_dir=RESULTS, pin=pin, profile=args.profile)
+    ctx = Context(workdir=workdir, results_dir=RESULTS, pin=pin, profile=args.profile)
     started = time.monotonic()
 
     def on_term(signum: int, _frame: Any) -> None:
