@@ -123,11 +123,10 @@ export class Search {
     this.searching = false;
     this._set(matches, count, truncated, partial);
     if (matches.length) {
-      const top = this.viewer._anchorNow();
-      const from = top ? top.line : 1;
+      const from = this.viewer.topLine() ?? 1;
       let index = matches.findIndex((n) => n >= from);
       if (index < 0) index = 0;
-      this._go(index);
+      this.go(index);
     }
     return this.summary();
   }
@@ -136,7 +135,7 @@ export class Search {
     const needle = this.caseSensitive ? query : query.toLowerCase();
     const matches = [];
     let count = 0;
-    for (const [n, raw] of this.viewer.store.cached()) {
+    for (const [n, raw] of this.viewer.cachedLines()) {
       const text = plainText(raw);
       if ((this.caseSensitive ? text : text.toLowerCase()).includes(needle)) {
         count++;
@@ -155,7 +154,7 @@ export class Search {
     this.index = -1;
     this.generation++;
     this._renderCounter();
-    this.viewer._scheduleRender();
+    this.viewer.scheduleRender();
   }
 
   async step(delta) {
@@ -163,12 +162,12 @@ export class Search {
     if (delta > 0 && this.index === this.matches.length - 1 && this.truncated && !this.partial) {
       // Past the last hit this page holds, and the log has more: fetch the next page of hits.
       if (await this._loadMore()) {
-        this._go(this.index + 1);
+        this.go(this.index + 1);
         return this.summary();
       }
     }
     const size = this.matches.length;
-    this._go(((this.index < 0 ? (delta > 0 ? -1 : 0) : this.index) + delta + size) % size);
+    this.go(((this.index < 0 ? (delta > 0 ? -1 : 0) : this.index) + delta + size) % size);
     return this.summary();
   }
 
@@ -189,7 +188,7 @@ export class Search {
       this.matches = this.matches.concat(more);
       for (const n of more) this.matchSet.add(n);
       this.generation++;
-      this.viewer._scheduleRender();
+      this.viewer.scheduleRender();
       return true;
     } catch (error) {
       return false; // the hits held stay navigable; the next step tries again
@@ -198,7 +197,8 @@ export class Search {
     }
   }
 
-  _go(index) {
+  /** Make hit `index` the current one and scroll to it. */
+  go(index) {
     this.index = index;
     this.generation++;
     this._renderCounter();

@@ -30,6 +30,21 @@ function parseHash(hash) {
   return { a: Math.min(a, b), b: Math.max(a, b) };
 }
 
+// The viewer's public interface: what search.js and hooks.js use. Everything else (fields and
+// the _methods) is its own and may change.
+//   jobId                       the job's id
+//   ready                       true once the job has loaded
+//   topLine()                   the line at the top of the pane, or null before the first layout
+//   lineText(n)                 line n's raw text if the page holds it, else undefined
+//   cachedLines()               [n, raw text] of every line the page holds
+//   scheduleRender()            render on the next animation frame (calls in between coalesce)
+//   scrollToLine(n, {select})   put line n a third down the pane (and select it unless select: false)
+//   resumeFollowing()           follow the end of the log again
+//   toggleSection(n)            collapse or expand the section that starts at line n
+//   renderedRows({visibleOnly}) rows in the DOM (or only those in the pane), in line order:
+//                               [{n, text, pending}] with the row's shown text
+//   snapshot()                  the viewer's state as plain data, for tests and benchmarks
+//   search                      the Search (search.js: run, step, go, summary)
 class Viewer {
   constructor(jobId) {
     this.jobId = jobId;
@@ -52,10 +67,67 @@ class Viewer {
     this.store = new LineStore(jobId, {
       maxPages: Math.max(4, cachePages),
       onLoaded: (index, body) => this._pageLoaded(index, body),
-      onError: () => this._scheduleRender(),
+      onError: () => this.scheduleRender(),
     });
     this.search = new Search(this);
     this.stats = { renders: 0, lastRenderMs: 0, totalRenderMs: 0, rowsBuilt: 0 };
+  }
+
+  get ready() {
+    return !!this.job;
+  }
+
+  topLine() {
+    const anchor = this._anchorNow();
+    return anchor ? anchor.line : null;
+  }
+
+  lineText(n) {
+    return this.store.text(n);
+  }
+
+  cachedLines() {
+    return this.store.cached();
+  }
+
+  renderedRows({ visibleOnly = false } = {}) {
+    let entries = [...this.rows.entries()];
+    if (visibleOnly) {
+      const box = this.pane.getBoundingClientRect();
+      entries = entries.filter(([, row]) => {
+        const r = row.getBoundingClientRect();
+        return r.bottom > box.top + 1 && r.top < box.bottom - 1;
+      });
+    }
+    return entries
+      .sort((a, b) => a[0] - b[0])
+      .map(([n, row]) => ({
+        n, text: row.querySelector(".tx").textContent, pending: row.classList.contains("pending"),
+      }));
+  }
+
+  snapshot() {
+    return {
+      jobId: this.jobId,
+      status: this.job && this.job.status,
+      exitCode: this.job && this.job.exit_code,
+      lineCount: this.store.lineCount,
+      lastStreamed: this.stream ? this.stream.last : null,
+      connection: this.$("conn").dataset.state,
+      following: this.following,
+      cachedPages: this.store.pages.size,
+      inFlight: this.store.inFlight.size,
+      domRows: this.rows.size,
+      search: this.search.summary(),
+      firstPaintMs: this.firstPaintMs || null,
+      renders: this.stats.renders,
+      lastRenderMs: this.stats.lastRenderMs,
+      totalRenderMs: this.stats.totalRenderMs,
+      rowsBuilt: this.stats.rowsBuilt,
+      reconnects: this.stream ? this.stream.reconnects : 0,
+      connectionLog: [...this.connectionLog],
+      maxPages: this.store.maxPages,
+    };
   }
 
   async start() {
@@ -97,7 +169,7 @@ class Viewer {
 
   _wireUi() {
     this.pane.addEventListener("scroll", () => this._onScroll(), { passive: true });
-    new ResizeObserver(() => this._scheduleRender()).observe(this.pane);
+    new ResizeObserver(() => this.scheduleRender()).observe(this.pane);
     this.pane.addEventListener("click", (event) => this._onClick(event));
     window.addEventListener("hashchange", () => {
       const selection = parseHash(location.hash);
@@ -114,7 +186,7 @@ class Viewer {
       localStorage.setItem("logstream.timestamps", this.showTs ? "1" : "0");
       tsButton.setAttribute("aria-pressed", String(this.showTs));
       this.pane.classList.toggle("with-ts", this.showTs);
-      this._scheduleRender();
+      this.scheduleRender();
     });
     this.pane.classList.toggle("with-ts", this.showTs);
     const download = this.$("download");
@@ -137,7 +209,7 @@ class Viewer {
     }
     this.lastScrollTop = st;
     this.anchor = this._anchorNow();
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   _onClick(event) {
@@ -154,7 +226,7 @@ class Viewer {
       const { a, b } = this.selection;
       history.replaceState(null, "", a === b ? `#L${a}` : `#L${a}-L${b}`);
       this.following = false;
-      this._scheduleRender();
+      this.scheduleRender();
       return;
     }
     const header = event.target.closest(".section-header");
@@ -169,13 +241,13 @@ class Viewer {
     this.sections.update(this.store.lineCount);
     const header = this.sections.header(n);
     if (header && header.collapsed && !header.end && !header.open) this._findSectionEnd(n);
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   resumeFollowing() {
     this.following = true;
     this.pendingNew = 0;
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   /** Scroll so line n is a third down the pane; expands sections that hide it. */
@@ -204,7 +276,7 @@ class Viewer {
     }
     if (!this.following) this.pendingNew += batch.length;
     if (this.job.line_count < this.store.lineCount) this.job.line_count = this.store.lineCount;
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   _pageLoaded(index, body) {
@@ -219,7 +291,7 @@ class Viewer {
       this.job.line_count = this.store.lineCount;
     }
     if (!this.firstPaintMs) this.firstPaintMs = performance.now() - this.openedAt;
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   _onEnd(end) {
@@ -239,7 +311,7 @@ class Viewer {
     }).catch(() => {});
     renderHeader(this);
     showEnd(this);
-    this._scheduleRender();
+    this.scheduleRender();
   }
 
   /** Collapsing a section whose end was not seen: read on from its start until it shows. */
@@ -253,7 +325,7 @@ class Viewer {
         if (!header || !header.collapsed || header.end || header.open) break;
         if (index * PAGE >= this.store.lineCount) break;
         await this.store.load(index);
-        this._scheduleRender();
+        this.scheduleRender();
       }
     } finally {
       this.scanning = false;
@@ -262,7 +334,7 @@ class Viewer {
 
   // --- layout and rendering ------------------------------------------------------------------
 
-  _scheduleRender() {
+  scheduleRender() {
     if (this.renderQueued) return;
     this.renderQueued = true;
     requestAnimationFrame(() => {
@@ -374,7 +446,7 @@ class Viewer {
     const wait = (this.timesAt || -Infinity) + TIMES_EVERY_MS - performance.now();
     if (wait > 0) {
       if (!this.timesTimer) {
-        this.timesTimer = setTimeout(() => { this.timesTimer = null; this._scheduleRender(); }, wait);
+        this.timesTimer = setTimeout(() => { this.timesTimer = null; this.scheduleRender(); }, wait);
       }
       return;
     }
@@ -383,7 +455,7 @@ class Viewer {
     // Collapsed sections can put far-apart lines on screen: at most a page per request.
     this.store.fetchTimes(from, Math.min(last, from + PAGE - 1))
       .catch(() => {}) // a later render asks again
-      .finally(() => { this.timesInFlight = false; this._scheduleRender(); });
+      .finally(() => { this.timesInFlight = false; this.scheduleRender(); });
   }
 
   _requestPages(visiblePages) {
