@@ -5,53 +5,63 @@ import {
   el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount,
 } from "./common.js";
 
-export function renderHeader(viewer) {
-  const job = viewer.job;
+const $ = (id) => document.getElementById(id);
+
+/** Fill the header from the job; `lineCount` is the lines the page knows of (may be ahead). */
+export function renderHeader(job, lineCount) {
   if (!job) return;
-  viewer.$("job-title").textContent = job.name;
-  viewer.$("crumb-name").textContent = job.name;
-  viewer.$("job-id").textContent = `#${job.id}`;
-  const badge = viewer.$("job-status");
+  $("job-title").textContent = job.name;
+  $("crumb-name").textContent = job.name;
+  $("job-id").textContent = `#${job.id}`;
+  const badge = $("job-status");
   if (badge.dataset.status !== job.status) {
     badge.replaceChildren(statusBadge(job.status));
     badge.dataset.status = job.status;
   }
-  const started = viewer.$("job-started");
+  const started = $("job-started");
   if (started.getAttribute("datetime") !== job.created_at) {
     started.textContent = formatDateTime(job.created_at);
     started.setAttribute("datetime", job.created_at || "");
   }
-  viewer.$("job-duration").textContent = formatDuration(jobDuration(job)) || "–";
-  viewer.$("job-lines").textContent = formatCount(Math.max(job.line_count, viewer.store.lineCount));
-  const exit = viewer.$("job-exit");
+  $("job-duration").textContent = formatDuration(jobDuration(job)) || "–";
+  $("job-lines").textContent = formatCount(Math.max(job.line_count, lineCount));
+  const exit = $("job-exit");
   exit.hidden = !FINAL.has(job.status) || job.exit_code === null || job.exit_code === undefined;
   exit.querySelector("b").textContent = String(job.exit_code);
   document.title = `#${job.id} ${job.name} · ${job.status} — logstream`;
 }
 
-export function showConnection(viewer, state) {
-  if (viewer.connectionLog[viewer.connectionLog.length - 1] !== state) viewer.connectionLog.push(state);
-  const pill = viewer.$("conn");
-  pill.dataset.state = state;
-  const label = {
-    connecting: "Connecting…", live: "Live", reconnecting: "Connection lost · reconnecting…",
-    recovered: "Reconnected", ended: "Finished",
-  }[state] || state;
-  pill.querySelector(".conn-label").textContent = label;
-  const banner = viewer.$("conn-banner");
-  banner.hidden = state !== "reconnecting";
-  clearTimeout(viewer.recoveredTimer);
-  if (state === "recovered") {
-    viewer.recoveredTimer = setTimeout(() => {
-      if (pill.dataset.state === "recovered") showConnection(viewer, "live");
-    }, 3000);
+/** The connection pill and banner; `log` keeps every state shown, in order (repeats once). */
+export class ConnectionPill {
+  constructor() {
+    this.log = [];
+    this.recoveredTimer = null;
+  }
+
+  show(state) {
+    if (this.log[this.log.length - 1] !== state) this.log.push(state);
+    const pill = $("conn");
+    pill.dataset.state = state;
+    const label = {
+      connecting: "Connecting…", live: "Live", reconnecting: "Connection lost · reconnecting…",
+      recovered: "Reconnected", ended: "Finished",
+    }[state] || state;
+    pill.querySelector(".conn-label").textContent = label;
+    const banner = $("conn-banner");
+    banner.hidden = state !== "reconnecting";
+    clearTimeout(this.recoveredTimer);
+    if (state === "recovered") {
+      this.recoveredTimer = setTimeout(() => {
+        if (pill.dataset.state === "recovered") this.show("live");
+      }, 3000);
+    }
   }
 }
 
-export function showEnd(viewer) {
-  const job = viewer.job;
+/** The end-of-job bar, once the job is final. */
+export function showEnd(job) {
   if (!FINAL.has(job.status)) return;
-  const bar = viewer.$("end-banner");
+  const bar = $("end-banner");
   bar.hidden = false;
   bar.dataset.status = job.status;
   const words = { succeeded: "Job succeeded", failed: "Job failed", canceled: "Job canceled" };

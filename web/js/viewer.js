@@ -12,7 +12,7 @@ import { LineStore, PAGE } from "./lines.js";
 import { Sections } from "./sections.js";
 import { LogStream } from "./stream.js";
 import { Search } from "./search.js";
-import { renderHeader, showConnection, showEnd } from "./header.js";
+import { ConnectionPill, renderHeader, showEnd } from "./header.js";
 import { hooks } from "./hooks.js";
 
 const ROW_H = 20; // px, must match .row in app.css
@@ -63,7 +63,7 @@ class Viewer {
     this.sections = new Sections();
     // ?cache_pages=N shrinks the line cache (tests and benchmarks of eviction).
     const cachePages = Number(new URLSearchParams(location.search).get("cache_pages")) || 120;
-    this.connectionLog = [];
+    this.connection = new ConnectionPill();
     this.store = new LineStore(jobId, {
       maxPages: Math.max(4, cachePages),
       onLoaded: (index, body) => this._pageLoaded(index, body),
@@ -125,7 +125,7 @@ class Viewer {
       totalRenderMs: this.stats.totalRenderMs,
       rowsBuilt: this.stats.rowsBuilt,
       reconnects: this.stream ? this.stream.reconnects : 0,
-      connectionLog: [...this.connectionLog],
+      connectionLog: [...this.connection.log],
       maxPages: this.store.maxPages,
     };
   }
@@ -143,20 +143,20 @@ class Viewer {
     this.store.lineCount = job.line_count;
     this.openedAt = performance.now();
     this._wireUi();
-    renderHeader(this);
+    renderHeader(this.job, this.store.lineCount);
     if (this.selection) this.scrollToLine(this.selection.a, { select: false });
     if (job.status === "running") {
       this.stream = new LogStream(this.jobId, job.line_count, {
         onLines: (batch) => this._onLines(batch),
         onEnd: (end) => this._onEnd(end),
-        onState: (state) => showConnection(this, state),
+        onState: (state) => this.connection.show(state),
       });
       this.stream.start();
     } else {
-      showConnection(this, "ended");
-      showEnd(this);
+      this.connection.show("ended");
+      showEnd(this.job);
     }
-    this.ticker = setInterval(() => renderHeader(this), 1000);
+    this.ticker = setInterval(() => renderHeader(this.job, this.store.lineCount), 1000);
     this._render();
   }
 
@@ -306,11 +306,11 @@ class Viewer {
     // Duration and finished_at come from the job itself.
     getJSON(`/api/jobs/${this.jobId}`).then((job) => {
       this.job = job;
-      renderHeader(this);
-      showEnd(this);
+      renderHeader(this.job, this.store.lineCount);
+      showEnd(this.job);
     }).catch(() => {});
-    renderHeader(this);
-    showEnd(this);
+    renderHeader(this.job, this.store.lineCount);
+    showEnd(this.job);
     this.scheduleRender();
   }
 
