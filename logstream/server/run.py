@@ -24,6 +24,7 @@ from hypercorn.utils import wrap_app
 
 from logstream.config import Settings, SettingsError
 from logstream.server.app import create_app
+from logstream.server.h2guard import install as install_h2guard
 from logstream.server.services import Services
 
 log = logging.getLogger("logstream")
@@ -54,7 +55,8 @@ def hypercorn_config(settings: Settings) -> Config:
     # Hypercorn sends GOAWAY after this many requests on one HTTP/2 connection, which silently
     # stalls the streams still open on it (PITFALLS 6): make it effectively unlimited.
     config.keep_alive_max_requests = 2**31
-    # Exceeding this kills the whole connection (PITFALLS 9): a browser tab set can open many.
+    # A browser tab set can open many. Past it a stream is refused (REFUSED_STREAM, h2guard);
+    # stock Hypercorn would kill the whole connection (PITFALLS 9).
     config.h2_max_concurrent_streams = 1000
     config.graceful_timeout = settings.graceful_timeout
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -89,6 +91,7 @@ async def serve(
         log.info("streams left: %d", services.hub.streams.count)
 
     config = hypercorn_config(settings)
+    install_h2guard()  # HTTP/2 rapid reset and the stream limit (CVE-2023-44487, hypercorn #335)
     await worker_serve(
         wrap_app(app, config.wsgi_max_body_size, "asgi"),
         config,
