@@ -98,6 +98,10 @@ async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
 
 
 async def _log(services: Services, job_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await _while_connected(receive, lambda: _log_answer(services, job_id, scope, send))
+
+
+async def _log_answer(services: Services, job_id: str, scope: Scope, send: Send) -> None:
     headers = _headers(scope, b"accept", b"last-event-id")
     try:
         answer = await open_log(
@@ -119,7 +123,7 @@ async def _log(services: Services, job_id: str, scope: Scope, receive: Receive, 
     if answer.body is None:
         await _send_whole(send, answer.status, raw_headers, b"")
         return
-    await _stream(answer.status, raw_headers, answer.body, receive, send)
+    await _send_stream(answer.status, raw_headers, answer.body, send)
 
 
 async def _stream(
@@ -129,11 +133,19 @@ async def _stream(
     receive: Receive,
     send: Send,
 ) -> None:
-    """Send a streamed body until it ends or the client leaves.
+    """Send a streamed body until it ends or the client leaves."""
+    await _while_connected(receive, lambda: _send_stream(status, headers, body, send))
+
+
+async def _while_connected(receive: Receive, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` until it ends or the client leaves, whichever comes first.
 
     The server tells the app a client left by `http.disconnect` on receive(); a watcher waits
-    for it and cancels this task, which ends the stream's generator (its `finally` releases
-    the feed). Only that cancellation is absorbed here; any other (server shutdown) goes on.
+    for it and cancels this task, which ends a stream's generator (its `finally` releases the
+    feed) or a store call still waiting for the pool. Only that cancellation is absorbed here;
+    any other (server shutdown) goes on. The watcher gets a turn of the loop before `work`
+    starts, so a stream the client reset at once (HTTP/2 rapid reset, see server/h2guard.py)
+    ends there without asking the store anything.
     """
     task = asyncio.current_task()
     assert task is not None
@@ -150,6 +162,21 @@ async def _stream(
 
     watcher = asyncio.ensure_future(watch())
     try:
+        await asyncio.sleep(0)  # the watcher's turn: a disconnect already queued cancels here
+        await work()
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+    finally:
+        watcher.cancel()
+
+
+async def _send_stream(
+    status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes], send: Send
+) -> None:
+    """Send a streamed body until it ends (a client that leaves cancels it: _while_connected)."""
+    try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         try:
             async for chunk in body:
@@ -159,12 +186,7 @@ async def _stream(
             # unfinished HTTP/2 stream is neither ended nor reset, and the browser would hang.
             log.exception("stream body failed")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except asyncio.CancelledError:
-        if not left:
-            raise
-        task.uncancel()
     finally:
-        watcher.cancel()
         await body.aclose()  # type: ignore[attr-defined]
 
 
