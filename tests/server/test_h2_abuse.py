@@ -1,5 +1,5 @@
 """HTTP/2 abuse against a real server (h2c on 127.0.0.1): rapid reset (CVE-2023-44487) and a
-stream past SETTINGS_MAX_CONCURRENT_STREAMS (logstream/h2guard.py).
+stream past SETTINGS_MAX_CONCURRENT_STREAMS (logstream/server/h2guard.py).
 
 Bounds are generous (a shared 2-core machine runs the server, the abuser and the probe): what
 they catch is the failure as it was, memory growing by 1.5 GB, a normal client unanswered
@@ -18,10 +18,10 @@ import h2.events
 import h2.settings
 import httpx
 import pytest
-from conftest import ServerProcess, auth, create_job
-from h2_abuse import ENHANCE_YOUR_CALM, REFUSED_STREAM, Probe, rss_mb, run_flood
+from support.h2_abuse import ENHANCE_YOUR_CALM, REFUSED_STREAM, Probe, rss_mb, run_flood
+from support.server import ServerProcess, auth, create_job
 
-LIMIT = 1000  # the server's h2_max_concurrent_streams (server.hypercorn_config)
+LIMIT = 1000  # the server's h2_max_concurrent_streams (server.run.hypercorn_config)
 
 
 def _job_with_lines(server: ServerProcess, lines: int) -> dict[str, Any]:

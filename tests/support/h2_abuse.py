@@ -8,8 +8,8 @@ would cost more CPU than the server spends on the same frames. What the server s
 read with h2's frame buffer, to count GOAWAYs (and their error codes) and refused streams.
 
 Run as a script it measures a fresh server before/during/after a flood (RSS, a normal
-client's latency, log size):  python tests/h2_abuse.py [--seconds 2] [--connections 100]
-The flood itself runs in a child process (`python tests/h2_abuse.py flood ...`), so the
+client's latency, log size):  python tests/support/h2_abuse.py [--seconds 2] [--rate 43000]
+The flood itself runs in a child process (`python tests/support/h2_abuse.py flood ...`), so the
 abuser's CPU does not slow down the measuring client's event loop.
 """
 
@@ -281,7 +281,7 @@ def measure(
     split: float = 0.0,
 ) -> dict[str, Any]:
     """Start a server, flood it, and report what a normal client and the server saw."""
-    from conftest import ServerProcess, create_job
+    from support.server import ServerProcess, create_job
 
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp))
@@ -345,8 +345,8 @@ def main() -> None:
                                   rate=args.rate, split=args.split))
         print(json.dumps({**asdict(stats), "resets_per_second": stats.resets_per_second}))
         return
-    sys.path.insert(0, str(HERE))
-    os.chdir(HERE.parent)
+    sys.path.insert(0, str(HERE.parent))  # tests/, for `support`
+    os.chdir(HERE.parent.parent)
     report = measure(args.seconds, args.connections, args.streams, args.rate, args.after,
                      args.split)
     print(json.dumps(report, indent=2))
