@@ -91,8 +91,12 @@ class _AbuseLog:
         self.pending += 1
         now = time.monotonic()
         if now - self.last >= LOG_EVERY:
-            log.warning("HTTP/2: closed %d connection(s) for too many stream resets "
-                        "(GOAWAY ENHANCE_YOUR_CALM), latest from %s", self.pending, client)
+            log.warning(
+                "HTTP/2: closed %d connection(s) for too many stream resets "
+                "(GOAWAY ENHANCE_YOUR_CALM), latest from %s",
+                self.pending,
+                client,
+            )
             self.pending = 0
             self.last = now
 
@@ -129,13 +133,14 @@ class GuardedH2Protocol(H2Protocol):
                 return  # the connection is closing: what the client still sends is not read
             if start:
                 await asyncio.sleep(0)
-            await super().handle(RawData(data=data[start:start + SLICE_BYTES]))
+            await super().handle(RawData(data=data[start : start + SLICE_BYTES]))
 
     def _spend_reset(self) -> bool:
         """Take one reset from the connection's budget; False once it is spent."""
         now = time.monotonic()
-        self.reset_tokens = min(float(RESET_BURST),
-                                self.reset_tokens + (now - self.reset_refilled) * RESET_RATE)
+        self.reset_tokens = min(
+            float(RESET_BURST), self.reset_tokens + (now - self.reset_refilled) * RESET_RATE
+        )
         self.reset_refilled = now
         self.reset_tokens -= 1
         return self.reset_tokens >= 0
@@ -153,8 +158,11 @@ class GuardedH2Protocol(H2Protocol):
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
         """Drop streams reset in this same read, refuse those past the limit, then go on."""
-        reset_here = {event.stream_id for event in events
-                      if isinstance(event, h2.events.StreamReset) and event.remote_reset}
+        reset_here = {
+            event.stream_id
+            for event in events
+            if isinstance(event, h2.events.StreamReset) and event.remote_reset
+        }
         dropped: set[int] = set()
         kept: list[h2.events.Event] = []
         started = 0
@@ -222,7 +230,9 @@ def install() -> None:
     """Make Hypercorn use GuardedH2Protocol for every HTTP/2 connection of this process."""
     missing = [name for name in _HOOKS if not hasattr(H2Protocol, name)]
     if missing or getattr(hypercorn.protocol, "H2Protocol", None) is None:
-        raise RuntimeError(f"h2guard: this Hypercorn lacks {missing or 'protocol.H2Protocol'}; "
-                           "check the supported versions in logstream/server/h2guard.py")
+        raise RuntimeError(
+            f"h2guard: this Hypercorn lacks {missing or 'protocol.H2Protocol'}; "
+            "check the supported versions in logstream/server/h2guard.py"
+        )
     # ProtocolWrapper looks the class up in this module on every new connection.
     setattr(hypercorn.protocol, "H2Protocol", GuardedH2Protocol)  # noqa: B010

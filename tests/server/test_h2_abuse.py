@@ -26,8 +26,11 @@ LIMIT = 1000  # the server's h2_max_concurrent_streams (server.run.hypercorn_con
 
 def _job_with_lines(server: ServerProcess, lines: int) -> dict[str, Any]:
     job = create_job(server.url, "victim")
-    r = httpx.post(f"{server.url}/api/jobs/{job['id']}/lines",
-                   json={"lines": [f"line {i}" for i in range(lines)]}, headers=auth(job))
+    r = httpx.post(
+        f"{server.url}/api/jobs/{job['id']}/lines",
+        json={"lines": [f"line {i}" for i in range(lines)]},
+        headers=auth(job),
+    )
     assert r.status_code == 200, r.text
     return job
 
@@ -43,8 +46,14 @@ def test_rapid_reset_costs_little_and_a_normal_client_stays_served(
         before = rss_mb(server.proc.pid)
         began = time.monotonic()
         # The attack: 100 connections, 900 streams each, about 43,000 resets/s.
-        stats = run_flood(server.port, f"/api/jobs/{job['id']}/log", seconds=2,
-                          connections=100, streams=900, rate=43_000)
+        stats = run_flood(
+            server.port,
+            f"/api/jobs/{job['id']}/log",
+            seconds=2,
+            connections=100,
+            streams=900,
+            rate=43_000,
+        )
         ended = time.monotonic()
         time.sleep(8)
     finally:
@@ -101,9 +110,17 @@ class _Streams:
 
     def open(self, path: str) -> int:
         stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, [
-            (":method", "GET"), (":scheme", "http"), (":authority", self.authority),
-            (":path", path), ("accept", "text/event-stream")], end_stream=True)
+        self.conn.send_headers(
+            stream_id,
+            [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", self.authority),
+                (":path", path),
+                ("accept", "text/event-stream"),
+            ],
+            end_stream=True,
+        )
         self.data[stream_id] = bytearray()
         return stream_id
 
@@ -120,8 +137,9 @@ class _Streams:
                     self.status[event.stream_id] = int(dict(event.headers)[":status"])
                 elif isinstance(event, h2.events.DataReceived):
                     self.data[event.stream_id] += event.data
-                    self.conn.acknowledge_received_data(event.flow_controlled_length,
-                                                        event.stream_id)
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
                 elif isinstance(event, h2.events.StreamReset):
                     self.resets[event.stream_id] = event.error_code
                 elif isinstance(event, h2.events.ConnectionTerminated):
@@ -139,11 +157,15 @@ def test_the_stream_past_the_limit_is_refused_and_the_others_stay(
     path = f"/api/jobs/{job['id']}/log"
     client = _Streams(server)
     try:
-        client.read_until(lambda: client.conn.remote_settings.max_concurrent_streams == LIMIT,
-                          "the server's settings")
+        client.read_until(
+            lambda: client.conn.remote_settings.max_concurrent_streams == LIMIT,
+            "the server's settings",
+        )
         ids = [client.open(path) for _ in range(LIMIT)]
-        client.read_until(lambda: all(b"data: line 0" in client.data[i] for i in ids),
-                          f"{LIMIT} streams to replay their line")
+        client.read_until(
+            lambda: all(b"data: line 0" in client.data[i] for i in ids),
+            f"{LIMIT} streams to replay their line",
+        )
         assert all(client.status[i] == 200 for i in ids)
         client.conn.ignore_limit = True
         extra = client.open(path)
@@ -151,11 +173,17 @@ def test_the_stream_past_the_limit_is_refused_and_the_others_stay(
         assert client.resets == {extra: REFUSED_STREAM}
         assert extra not in client.status
         # The first 1000 are still open and still receive what is written.
-        r = httpx.post(f"{server.url}/api/jobs/{job['id']}/lines", json={"lines": ["later"]},
-                       headers=auth(job), timeout=10)
+        r = httpx.post(
+            f"{server.url}/api/jobs/{job['id']}/lines",
+            json={"lines": ["later"]},
+            headers=auth(job),
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
-        client.read_until(lambda: all(b"data: later" in client.data[i] for i in ids),
-                          "the new line on every stream")
+        client.read_until(
+            lambda: all(b"data: later" in client.data[i] for i in ids),
+            "the new line on every stream",
+        )
         assert client.resets == {extra: REFUSED_STREAM} and client.terminated is None
         # A stream freed makes room for another.
         client.conn.reset_stream(ids[0])
@@ -176,8 +204,10 @@ def test_a_browser_leaving_a_page_is_not_abuse(server: ServerProcess, count: int
     try:
         for _round in range(count):
             ids = [client.open(path) for _ in range(300)]
-            client.read_until(lambda ids=ids: all(b"data: line 0" in client.data[i]
-                                                  for i in ids), "streams to open")
+            client.read_until(
+                lambda ids=ids: all(b"data: line 0" in client.data[i] for i in ids),
+                "streams to open",
+            )
             time.sleep(1.1)  # older than h2guard.PREMATURE
             for stream_id in ids:
                 client.conn.reset_stream(stream_id)

@@ -47,15 +47,24 @@ HERE = Path(__file__).resolve().parent
 
 def header_block(authority: str, path: str) -> bytes:
     """A GET for an event stream, HPACK-encoded without touching the dynamic table."""
-    headers = [(":method", "GET"), (":scheme", "http"), (":authority", authority),
-               (":path", path), ("accept", "text/event-stream")]
+    headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", authority),
+        (":path", path),
+        ("accept", "text/event-stream"),
+    ]
     return Encoder().encode([NeverIndexedHeaderTuple(n, v) for n, v in headers])
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
     """One raw HTTP/2 frame."""
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + \
-        struct.pack(">I", stream_id) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes((kind, flags))
+        + struct.pack(">I", stream_id)
+        + payload
+    )
 
 
 def reset_round(block: bytes, first_id: int, count: int) -> tuple[bytes, bytes, bytes]:
@@ -68,8 +77,11 @@ def reset_round(block: bytes, first_id: int, count: int) -> tuple[bytes, bytes, 
     for stream_id in range(first_id, first_id + 2 * count, 2):
         headers.append(frame(HEADERS, END_STREAM | END_HEADERS, stream_id, block))
         resets.append(frame(RST_STREAM, 0, stream_id, rst))
-    return b"".join(h + r for h, r in zip(headers, resets, strict=True)), b"".join(headers), \
-        b"".join(resets)
+    return (
+        b"".join(h + r for h, r in zip(headers, resets, strict=True)),
+        b"".join(headers),
+        b"".join(resets),
+    )
 
 
 def preface() -> bytes:
@@ -111,8 +123,14 @@ class _Pace:
 
 
 async def _one_connection(
-    host: str, port: int, block: bytes, streams: int, deadline: float, stats: FloodStats,
-    pace: _Pace, split: float,
+    host: str,
+    port: int,
+    block: bytes,
+    streams: int,
+    deadline: float,
+    stats: FloodStats,
+    pace: _Pace,
+    split: float,
 ) -> None:
     """Flood on one connection until the server closes it or the time is up.
 
@@ -179,8 +197,15 @@ async def _one_connection(
 
 
 async def flood(
-    host: str, port: int, path: str, *, seconds: float, connections: int, streams: int,
-    rate: float = 0.0, split: float = 0.0,
+    host: str,
+    port: int,
+    path: str,
+    *,
+    seconds: float,
+    connections: int,
+    streams: int,
+    rate: float = 0.0,
+    split: float = 0.0,
 ) -> FloodStats:
     """`connections` abusers in parallel for `seconds`, each reconnecting when closed.
 
@@ -205,15 +230,41 @@ async def flood(
     return stats
 
 
-def run_flood(port: int, path: str, *, seconds: float, connections: int,
-              streams: int, rate: float = 0.0, split: float = 0.0) -> dict[str, Any]:
+def run_flood(
+    port: int,
+    path: str,
+    *,
+    seconds: float,
+    connections: int,
+    streams: int,
+    rate: float = 0.0,
+    split: float = 0.0,
+) -> dict[str, Any]:
     """The flood in a child process (its own CPU); returns its stats as a dict."""
     out = subprocess.run(
-        [sys.executable, str(HERE / "h2_abuse.py"), "flood", "--port", str(port), "--path", path,
-         "--seconds", str(seconds), "--connections", str(connections),
-         "--streams", str(streams), "--rate", str(rate),
-         "--split", str(split)],
-        capture_output=True, text=True, timeout=seconds + 120, check=True,
+        [
+            sys.executable,
+            str(HERE / "h2_abuse.py"),
+            "flood",
+            "--port",
+            str(port),
+            "--path",
+            path,
+            "--seconds",
+            str(seconds),
+            "--connections",
+            str(connections),
+            "--streams",
+            str(streams),
+            "--rate",
+            str(rate),
+            "--split",
+            str(split),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -277,7 +328,11 @@ class Probe:
 
 
 def measure(
-    seconds: float, connections: int, streams: int, rate: float, after: float = 10.0,
+    seconds: float,
+    connections: int,
+    streams: int,
+    rate: float,
+    after: float = 10.0,
     split: float = 0.0,
 ) -> dict[str, Any]:
     """Start a server, flood it, and report what a normal client and the server saw."""
@@ -289,24 +344,38 @@ def measure(
         try:
             assert server.proc is not None
             job = create_job(server.url, "victim")
-            httpx.post(f"{server.url}/api/jobs/{job['id']}/lines", json={"lines": ["x"] * 50},
-                       headers={"Authorization": f"Bearer {job['token']}"})
+            httpx.post(
+                f"{server.url}/api/jobs/{job['id']}/lines",
+                json={"lines": ["x"] * 50},
+                headers={"Authorization": f"Bearer {job['token']}"},
+            )
             time.sleep(1)
             probe = Probe(server.url, f"/api/jobs/{job['id']}", server.proc.pid).start()
             time.sleep(1)
             before = rss_mb(server.proc.pid)
             t0 = time.monotonic()
-            stats = run_flood(server.port, f"/api/jobs/{job['id']}/log", seconds=seconds,
-                              connections=connections, streams=streams, rate=rate, split=split)
+            stats = run_flood(
+                server.port,
+                f"/api/jobs/{job['id']}/log",
+                seconds=seconds,
+                connections=connections,
+                streams=streams,
+                rate=rate,
+                split=split,
+            )
             t1 = time.monotonic()
             # Back to normal: the first moment after the flood from which every answer is quick.
             time.sleep(after)
             probe.stop()
             after_samples = [(at, lat) for at, lat in probe.samples if at >= t1]
             recovered = next(
-                (at - t1 for i, (at, _lat) in enumerate(after_samples)
-                 if all(lat is not None and lat < 0.5 for _at, lat in after_samples[i:])),
-                None)
+                (
+                    at - t1
+                    for i, (at, _lat) in enumerate(after_samples)
+                    if all(lat is not None and lat < 0.5 for _at, lat in after_samples[i:])
+                ),
+                None,
+            )
             return {
                 "flood": stats,
                 "rss_mb_before": round(before, 1),
@@ -333,22 +402,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--streams", type=int, default=900)
-    parser.add_argument("--rate", type=float, default=43_000.0,
-                        help="target resets/s over all connections (0: unpaced)")
-    parser.add_argument("--split", type=float, default=0.0,
-                        help="send each round's resets this many seconds after its HEADERS")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=43_000.0,
+        help="target resets/s over all connections (0: unpaced)",
+    )
+    parser.add_argument(
+        "--split",
+        type=float,
+        default=0.0,
+        help="send each round's resets this many seconds after its HEADERS",
+    )
     parser.add_argument("--after", type=float, default=10.0, help="seconds watched after")
     args = parser.parse_args()
     if args.mode == "flood":
-        stats = asyncio.run(flood("127.0.0.1", args.port, args.path, seconds=args.seconds,
-                                  connections=args.connections, streams=args.streams,
-                                  rate=args.rate, split=args.split))
+        stats = asyncio.run(
+            flood(
+                "127.0.0.1",
+                args.port,
+                args.path,
+                seconds=args.seconds,
+                connections=args.connections,
+                streams=args.streams,
+                rate=args.rate,
+                split=args.split,
+            )
+        )
         print(json.dumps({**asdict(stats), "resets_per_second": stats.resets_per_second}))
         return
     sys.path.insert(0, str(HERE.parent))  # tests/, for `support`
     os.chdir(HERE.parent.parent)
-    report = measure(args.seconds, args.connections, args.streams, args.rate, args.after,
-                     args.split)
+    report = measure(
+        args.seconds, args.connections, args.streams, args.rate, args.after, args.split
+    )
     print(json.dumps(report, indent=2))
 
 
