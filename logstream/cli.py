@@ -99,6 +99,33 @@ def db_upgrade(database_url: str | None) -> None:
     click.echo(f"database at {settings.database_url} is up to date", err=True)
 
 
+@main.command()
+@click.option("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m.")
+@click.option("--keep", type=click.IntRange(min=0), default=0, help="Keep the newest N per name.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--database-url", default=None, help="LOGSTREAM_DATABASE_URL.")
+def prune(older_than: str, keep: int, dry_run: bool, database_url: str | None) -> None:
+    """Delete finished jobs that ended longer ago than DURATION (server side, on the store).
+
+    Safe while the server runs: it deletes in short transactions, as the retention sweep does.
+    """
+    from logstream.config import parse_duration
+
+    try:
+        settings = Settings.from_env(database_url=database_url)
+        seconds = parse_duration(older_than)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    _need_server_extra()
+    import asyncio
+
+    from logstream.server.retention import prune_store
+
+    report = asyncio.run(prune_store(settings, seconds, keep_per_name=keep, dry_run=dry_run))
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {report.jobs} jobs ({report.lines} lines)")
+
+
 # --- runner and reader commands: these import httpx, never the server stack ------------------
 
 

@@ -17,6 +17,23 @@ class SettingsError(ValueError):
     """A setting has a value we cannot use."""
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like `90s`, `15m`, `12h`, `30d` or `2w` (a bare number: seconds)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:], None) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise SettingsError(f"{text!r} is not a duration like 30d, 12h, 15m or 90s") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{text!r} is not a positive duration")
+    return value
+
+
 def normalise_database_url(url: str) -> str:
     """Map the URL forms platforms hand out onto the async drivers logstream uses."""
     url = url.strip()
@@ -65,6 +82,10 @@ class Settings:
     workers: int = 1
     auto_migrate: bool | None = None
     log_level: str = "info"
+    # Finished jobs older than this (a duration: 30d, 12h...) are deleted; unset keeps all.
+    retention: str | None = None
+    # With retention, the newest N jobs of each name are kept whatever their age.
+    retention_keep: int = 0
     # The event loop: "auto" runs on uvloop when it is installed (it is with the server extra
     # on Linux and macOS), else on asyncio's own; "asyncio" or "uvloop" force one.
     event_loop: str = "auto"
@@ -104,6 +125,15 @@ class Settings:
             raise SettingsError("event_loop must be auto, asyncio or uvloop")
         if bool(self.certfile) != bool(self.keyfile):
             raise SettingsError("certfile and keyfile go together")
+        if self.retention is not None:
+            parse_duration(self.retention)
+        if self.retention_keep < 0:
+            raise SettingsError("retention_keep must be >= 0")
+
+    @property
+    def retention_seconds(self) -> float | None:
+        """LOGSTREAM_RETENTION in seconds, or None to keep every job."""
+        return None if self.retention is None else parse_duration(self.retention)
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
@@ -38,6 +40,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     async def lifecycle() -> AsyncGenerator[None, None]:
         services = await Services.start(settings)
         app.extensions["logstream"] = services
+        sweeper = None
+        if settings.retention is not None:
+            from logstream.server.retention import sweep_forever
+
+            sweeper = asyncio.create_task(sweep_forever(services), name="logstream-retention")
         if settings.runner_token is None:
             log.warning(
                 "LOGSTREAM_RUNNER_TOKEN is not set: anyone who can reach this server may create"
@@ -46,6 +53,10 @@ def create_app(settings: Settings | None = None) -> Quart:
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await services.stop()
 
     @app.errorhandler(ApiError)

@@ -29,7 +29,13 @@ from logstream.server.auth import hash_token, new_token
 from logstream.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from logstream.server.live.broker import Broker, Hint
 from logstream.server.store import driver, queries
-from logstream.server.store.db import BUSY_TIMEOUT_MS, IMMEDIATE, create_sync_engine, pragma
+from logstream.server.store.db import (
+    BUSY_TIMEOUT_MS,
+    IMMEDIATE,
+    create_sync_engine,
+    incremental_vacuum,
+    pragma,
+)
 from logstream.server.store.queries import Job
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,12 @@ class _Op(Generic[T]):
     size: int = 1
     job_id: int = 0
     lifecycle: bool = False
+    # Work outside any transaction between batches (SQLite maintenance), in the writer thread.
+    outside: Callable[[Connection], T] | None = None
+
+
+def _never(_conn: Connection) -> tuple[Any, Hint | None]:
+    raise AssertionError("an `outside` operation runs outside any batch")
 
 
 def _merge(previous: Hint | None, hint: Hint) -> Hint:
@@ -245,6 +257,39 @@ class Writer:
 
         return await self._submit(run, job_id=job_id, lifecycle=True)
 
+    async def prune_lines(self, job_id: int, limit: int) -> int:
+        """Delete up to `limit` of a finished job's oldest lines (retention), one short
+        transaction; once none are left, the job itself goes. Returns the lines deleted."""
+
+        def run(conn: Connection) -> tuple[int, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None:
+                return 0, None
+            if state.status == "running":
+                raise Conflict(f"job {job_id} is running; only finished jobs are pruned")
+            gone = queries.delete_lines_chunk(conn, job_id, limit)
+            if gone:
+                return gone, None
+            queries.delete_job(conn, job_id)
+            return 0, Hint(job_id, state.line_count, finished=True)  # its tails end
+
+        return await self._submit(run, size=limit, job_id=job_id)
+
+    async def reclaim_space(self, pages: int) -> int:
+        """SQLite: return up to `pages` free pages to the file system between batches (so the
+        file shrinks after a prune); the free pages left. PostgreSQL: 0 (autovacuum's job)."""
+        if self._sync_engine is None:
+            return 0
+        if self._task is None or self._task.done():
+            raise Unavailable("the server is shutting down")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def outside(conn: Connection) -> int:
+            return incremental_vacuum(conn, pages)
+
+        await self._queue.put(_Op(_never, future, outside=outside))
+        return await asyncio.shield(future)
+
     # --- the loop ---------------------------------------------------------------------------
 
     async def _submit(
@@ -268,6 +313,9 @@ class Writer:
             op = await self._queue.get()
             if op is None:
                 break
+            if op.outside is not None:
+                await self._run_outside(op)
+                continue
             batch = [op]
             lines = op.size
             while len(batch) < MAX_OPS_PER_BATCH and lines < MAX_LINES_PER_BATCH:
@@ -358,12 +406,7 @@ class Writer:
         dropped and the next batch opens a fresh one. `wait`: whether BEGIN waits for another
         process's write lock (in the thread) or fails at once (on the loop).
         """
-        assert self._sync_engine is not None
-        conn = self._sync_conn
-        if conn is None:
-            conn = self._sync_conn = self._sync_engine.connect().execution_options(**IMMEDIATE)
-            pragma(conn, "wal_autocheckpoint=0")
-            self._waits = None  # the pool may hand back the one we had: set it again
+        conn = self._connection()
         try:
             if wait != self._waits:
                 pragma(conn, f"busy_timeout={BUSY_TIMEOUT_MS if wait else 0}")
@@ -372,6 +415,34 @@ class Writer:
         except BaseException:
             self._close_sync_conn()
             raise
+
+    def _connection(self) -> Connection:
+        """The writer's SQLite connection, opened on first use (and after a failure)."""
+        assert self._sync_engine is not None
+        conn = self._sync_conn
+        if conn is None:
+            conn = self._sync_conn = self._sync_engine.connect().execution_options(**IMMEDIATE)
+            pragma(conn, "wal_autocheckpoint=0")
+            self._waits = None  # the pool may hand back the one we had: set it again
+        return conn
+
+    async def _run_outside(self, op: _Op[Any]) -> None:
+        """Run maintenance outside a transaction, in the writer thread, between batches."""
+        assert op.outside is not None
+        outside = op.outside
+
+        def call() -> Any:
+            return outside(self._connection())
+
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        except Exception as error:
+            log.warning("store maintenance failed: %s", error)
+            if not op.future.done():
+                op.future.set_exception(Unavailable("store maintenance failed; retry"))
+            return
+        if not op.future.done():
+            op.future.set_result(result)
 
     def _run_checkpoint(self) -> None:
         """Copy the WAL back into the database file (writer thread, between batches)."""

@@ -328,3 +328,51 @@ async def read_job_events(
         .limit(limit)
     )
     return [(row.event_id, row.kind, _job(row[2:])) for row in await conn.execute(query)]
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+async def prunable_jobs(
+    conn: AsyncConnection, finished_before_ms: int, keep_per_name: int, limit: int
+) -> list[tuple[int, int]]:
+    """(id, line_count) of finished jobs that ended before the cutoff, oldest first, except
+    the newest `keep_per_name` jobs of each name."""
+    rank = func.row_number().over(partition_by=jobs.c.name, order_by=jobs.c.id.desc()).label("rank")
+    ranked = (
+        select(jobs.c.id, jobs.c.line_count, jobs.c.finished_ms, jobs.c.status, rank)
+    ).subquery()
+    query = (
+        select(ranked.c.id, ranked.c.line_count)
+        .where(
+            ranked.c.status != "running",
+            ranked.c.finished_ms < finished_before_ms,
+            ranked.c.rank > keep_per_name,
+        )
+        .order_by(ranked.c.id)
+        .limit(limit)
+    )
+    result = await conn.execute(query)
+    return [(int(row[0]), int(row[1])) for row in result]
+
+
+def delete_lines_chunk(conn: Connection, job_id: int, limit: int) -> int:
+    """Delete up to `limit` of a job's oldest stored lines; how many went."""
+    last = conn.execute(
+        select(lines.c.no)
+        .where(lines.c.job_id == job_id)
+        .order_by(lines.c.no)
+        .offset(limit - 1)
+        .limit(1)
+    ).scalar()
+    condition = lines.c.job_id == job_id
+    if last is not None:
+        condition = condition & (lines.c.no <= last)
+    return int(conn.execute(lines.delete().where(condition)).rowcount or 0)
+
+
+def delete_job(conn: Connection, job_id: int) -> None:
+    """Delete a job's row and its lifecycle events (its lines first, by delete_lines_chunk)."""
+    conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
+    conn.execute(lines.delete().where(lines.c.job_id == job_id))
+    conn.execute(jobs.delete().where(jobs.c.id == job_id))
