@@ -20,7 +20,7 @@ from logstream.server.store import queries
 
 log = logging.getLogger(__name__)
 
-PRUNE_CHUNK = 2000  # lines per transaction
+PRUNE_CHUNK = 1000  # lines per transaction
 JOBS_PER_LOOK = 100
 VACUUM_PAGES = 2000  # pages given back per step (8 MB at 4 KB pages)
 SWEEP_INTERVAL = 600.0  # seconds between background sweeps
