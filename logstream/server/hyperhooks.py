@@ -60,7 +60,7 @@ def install() -> bool:
     from hypercorn.asyncio.tcp_server import TCPServer
     from hypercorn.protocol.h2 import H2Protocol
 
-    run_module.TCPServer = _tracked(TCPServer)  # type: ignore[misc]
+    run_module.TCPServer = _tracked(TCPServer)  # type: ignore[attr-defined]
     H2Protocol.stream_send = _resetting(H2Protocol.stream_send)  # type: ignore[method-assign]
     _installed = True
     return True
@@ -69,7 +69,7 @@ def install() -> bool:
 def _tracked(base: Any) -> Any:
     """Hypercorn's TCPServer, registering itself while it runs."""
 
-    class TrackedTCPServer(base):  # type: ignore[misc, valid-type]
+    class TrackedTCPServer(base):  # type: ignore[misc]
         """One client connection: known to shutdown while open; ends quietly when cancelled."""
 
         async def run(self) -> None:
@@ -94,8 +94,8 @@ def _resetting(stream_send: Any) -> Any:
     """H2Protocol.stream_send that resets a stream closed before its body was complete."""
     import h2.errors
     import h2.exceptions
-    import priority
     from hypercorn.protocol.events import StreamClosed
+    from priority.priority import MissingStreamError
 
     async def send(self: Any, event: Any) -> None:
         if isinstance(event, StreamClosed):
@@ -115,7 +115,7 @@ def _resetting(stream_send: Any) -> Any:
                 await buffer.close()
                 try:
                     self.priority.unblock(event.stream_id)
-                except priority.MissingStreamError:
+                except MissingStreamError:
                     pass
                 await self.has_data.set()
         await stream_send(self, event)
