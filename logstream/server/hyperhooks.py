@@ -53,7 +53,9 @@ def install() -> bool:
     if not version.startswith(SUPPORTED):
         log.warning(
             "hypercorn %s is not %sx: shutdown cannot abort stuck connections and an"
-            " interrupted HTTP/2 text stream is not reset", version, SUPPORTED
+            " interrupted HTTP/2 text stream is not reset",
+            version,
+            SUPPORTED,
         )
         return False
     import hypercorn.asyncio.run as run_module

@@ -103,9 +103,11 @@ async def serve(
     async def shutdown_trigger() -> None:
         await stop.wait()
         began = time.monotonic()
-        watchdog.append(asyncio.create_task(
-            _abort_at(began + settings.graceful_timeout + ABORT_GRACE), name="logstream-abort"
-        ))
+        watchdog.append(
+            asyncio.create_task(
+                _abort_at(began + settings.graceful_timeout + ABORT_GRACE), name="logstream-abort"
+            )
+        )
         if force_exit:
             _exit_after(settings.graceful_timeout + EXIT_GRACE)
         services: Services | None = app.extensions.get("logstream")
@@ -137,8 +139,11 @@ async def _abort_at(when: float) -> None:
     await asyncio.sleep(max(0.0, when - time.monotonic()))
     aborted = hyperhooks.abort_connections()
     if aborted:
-        log.warning("shutdown: aborted %d connection(s) still open %.1f s after the graceful"
-                    " timeout", aborted, ABORT_GRACE)
+        log.warning(
+            "shutdown: aborted %d connection(s) still open %.1f s after the graceful timeout",
+            aborted,
+            ABORT_GRACE,
+        )
 
 
 def _exit_after(seconds: float) -> None:

@@ -111,7 +111,6 @@ def _merge(previous: Hint | None, hint: Hint) -> Hint:
 _Done = tuple[_Op[Any], tuple[Any, Hint | None]]
 
 
-
 def _write_failed(error: Exception) -> Unavailable:
     """What a write the store failed answers: 503, `storage_full` when it had no room."""
     if driver.is_storage_full(error):

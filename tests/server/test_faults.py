@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from support.server import ServerProcess, auth, create_job, free_port, skip_or_fail
 
 GRACEFUL = 1.0
@@ -40,22 +39,29 @@ def load(base: str, job: dict[str, Any], first: int, last: int) -> None:
     for start in range(first, last + 1, 50_000):
         end = min(last, start + 49_999)
         response = httpx.post(
-            f"{base}/api/jobs/{job['id']}/lines", content=expected(start, end),
-            headers={**auth(job), "Content-Type": "text/plain"}, timeout=60,
+            f"{base}/api/jobs/{job['id']}/lines",
+            content=expected(start, end),
+            headers={**auth(job), "Content-Type": "text/plain"},
+            timeout=60,
         )
         assert response.status_code == 200, response.text
 
 
 def finish(base: str, job: dict[str, Any]) -> None:
-    response = httpx.post(f"{base}/api/jobs/{job['id']}/finish", headers=auth(job),
-                          json={"status": "succeeded", "exit_code": 0}, timeout=30)
+    response = httpx.post(
+        f"{base}/api/jobs/{job['id']}/finish",
+        headers=auth(job),
+        json={"status": "succeeded", "exit_code": 0},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
 
 
 def slow_client(http2: bool) -> httpx.Client:
     """A client with a small receive buffer, so the server cannot send far ahead of it."""
     transport = httpx.HTTPTransport(
-        http1=not http2, http2=http2,
+        http1=not http2,
+        http2=http2,
         socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)],
     )
     return httpx.Client(transport=transport, timeout=30)
@@ -108,8 +114,9 @@ def resume(base: str, job_id: int, after: int, *, follow: bool) -> bytes:
 def test_sigterm_with_a_reader_that_never_reads_exits_in_bounded_time(
     tmp_path: Path, query: str
 ) -> None:
-    server = ServerProcess(tmp_path, env={"LOGSTREAM_GRACEFUL_TIMEOUT": str(GRACEFUL),
-                                          "LOGSTREAM_LOG_LEVEL": "info"})
+    server = ServerProcess(
+        tmp_path, env={"LOGSTREAM_GRACEFUL_TIMEOUT": str(GRACEFUL), "LOGSTREAM_LOG_LEVEL": "info"}
+    )
     server.start()
     try:
         job = create_job(server.url)
@@ -117,8 +124,7 @@ def test_sigterm_with_a_reader_that_never_reads_exits_in_bounded_time(
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(("127.0.0.1", server.port))
-        stuck.sendall(f"GET /api/jobs/{job['id']}/log?{query} HTTP/1.1\r\nHost: t\r\n\r\n"
-                      .encode())
+        stuck.sendall(f"GET /api/jobs/{job['id']}/log?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         time.sleep(0.5)  # the stream fills the socket buffers and blocks
         assert server.proc is not None
         began = time.monotonic()
@@ -161,8 +167,10 @@ def test_text_download_cut_by_sigterm_is_an_error_and_resumes_exactly(
         proc = server.proc
         with slow_client(http2) as client:
             received, error = read_until_cut(
-                client, f"{server.url}/api/jobs/{job['id']}/log?format=text",
-                lambda: proc.send_signal(signal.SIGTERM), 2000,
+                client,
+                f"{server.url}/api/jobs/{job['id']}/log?format=text",
+                lambda: proc.send_signal(signal.SIGTERM),
+                2000,
             )
         assert error is not None, "a download cut by shutdown ended like a complete log"
         whole, count = complete_lines(received)
@@ -189,8 +197,10 @@ def test_text_follow_cut_by_sigterm_is_an_error_and_resumes_exactly(
         with slow_client(http2) as client:
             # The tail has caught up and waits for lines when the server is told to stop.
             received, error = read_until_cut(
-                client, f"{server.url}/api/jobs/{job['id']}/log?format=text&follow=1",
-                lambda: proc.send_signal(signal.SIGTERM), 1000,
+                client,
+                f"{server.url}/api/jobs/{job['id']}/log?format=text&follow=1",
+                lambda: proc.send_signal(signal.SIGTERM),
+                1000,
             )
         assert error is not None, "a follow=1 tail cut by shutdown ended as if the job had"
         whole, count = complete_lines(received)
@@ -319,8 +329,12 @@ def test_store_outage_logs_one_line_when_it_starts_and_one_when_it_ends(
     try:
         job = create_job(server.url)
         proxy.cut()
-        refused = httpx.post(f"{server.url}/api/jobs/{job['id']}/lines", headers=auth(job),
-                             json={"lines": ["during the outage"]}, timeout=30)
+        refused = httpx.post(
+            f"{server.url}/api/jobs/{job['id']}/lines",
+            headers=auth(job),
+            json={"lines": ["during the outage"]},
+            timeout=30,
+        )
         assert refused.status_code == 503
         assert refused.json()["error"] == "unavailable"
         assert refused.headers["Retry-After"].isdigit()
@@ -345,8 +359,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MB tmpfs (needs root), unmounted afterwards."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
     if done.returncode != 0:
         skip_or_fail(f"cannot mount a small tmpfs: {done.stderr.decode().strip()}")
     try:
@@ -355,9 +370,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_answers_storage_full_with_retry_after(
-    tmp_path: Path, small_disk: Path
-) -> None:
+def test_full_disk_answers_storage_full_with_retry_after(tmp_path: Path, small_disk: Path) -> None:
     server = ServerProcess(tmp_path, database_url=f"sqlite:///{small_disk / 'logstream.db'}")
     server.start()
     try:
@@ -367,7 +380,8 @@ def test_full_disk_answers_storage_full_with_retry_after(
             answer = httpx.post(
                 f"{server.url}/api/jobs/{job['id']}/lines",
                 content=expected(start, start + 9_999),
-                headers={**auth(job), "Content-Type": "text/plain"}, timeout=60,
+                headers={**auth(job), "Content-Type": "text/plain"},
+                timeout=60,
             )
             if answer.status_code != 200:
                 break

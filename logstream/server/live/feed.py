@@ -189,8 +189,11 @@ class Feed:
         except Exception as error:
             # The store hiccuped: readers keep their cursors; the next hint or re-check retries.
             if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
-                log.warning("feed %d could not read new lines, store unavailable: %s",
-                            self.job_id, driver.describe_error(error))
+                log.warning(
+                    "feed %d could not read new lines, store unavailable: %s",
+                    self.job_id,
+                    driver.describe_error(error),
+                )
             else:
                 log.exception("feed %d could not read new lines", self.job_id)
         finally:

@@ -138,8 +138,10 @@ class Hub:
             if not self._recheck_failing:
                 self._recheck_failing = True
                 if driver.is_store_error(error):
-                    log.warning("re-check of live jobs failed, store unavailable: %s",
-                                driver.describe_error(error))
+                    log.warning(
+                        "re-check of live jobs failed, store unavailable: %s",
+                        driver.describe_error(error),
+                    )
                 else:
                     log.warning("re-check of live jobs failed", exc_info=True)
             return

@@ -108,8 +108,12 @@ async def follow(
         raise
     except Exception as error:
         if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
-            log.warning("stream of job %d failed at line %d, store unavailable: %s",
-                        job_id, cursor, driver.describe_error(error))
+            log.warning(
+                "stream of job %d failed at line %d, store unavailable: %s",
+                job_id,
+                cursor,
+                driver.describe_error(error),
+            )
         else:
             log.exception("stream of job %d failed at line %d", job_id, cursor)
         if fmt == "text":
