@@ -52,8 +52,29 @@ class TooLarge(ApiError):
 
 
 class Unavailable(ApiError):
+    """503: try again later, after `retry_after` seconds (in the body and as Retry-After)."""
+
     status = 503
     code = "unavailable"
+    retry_after = 2
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, with the seconds to wait before retrying."""
+        return {**super().body(), "retry_after": self.retry_after}
+
+
+class StorageFull(Unavailable):
+    """The store has no room for the write (a full disk): retrying soon will not help."""
+
+    code = "storage_full"
+    retry_after = 60
+
+
+class ShuttingDown(Unavailable):
+    """This process is draining for shutdown: ask another instance (or this one, restarted)."""
+
+    code = "shutting_down"
+    retry_after = 1
 
 
 class UnsupportedMediaType(ApiError):

@@ -2,7 +2,8 @@
 
 Shutdown is cooperative (see ARCHITECTURE.md): on SIGTERM/SIGINT every open stream is told to
 send its farewell (a comment and `retry:`) and end, and only then does Hypercorn close its
-listeners, so browsers reconnect elsewhere with Last-Event-ID instead of hanging.
+listeners, so browsers reconnect elsewhere with Last-Event-ID instead of hanging. What has not
+ended ABORT_GRACE after LOGSTREAM_GRACEFUL_TIMEOUT (a client that stopped reading) is aborted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +25,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from logstream.config import Settings, SettingsError
+from logstream.server import hyperhooks
 from logstream.server.app import create_app
 from logstream.server.h2guard import install as install_h2guard
 from logstream.server.services import Services
@@ -34,6 +37,13 @@ BACKLOG = 4096
 
 # Allocations between young-generation collections (CPython's default is 700).
 GC_THRESHOLD_0 = 10_000
+
+# Seconds after the graceful timeout that connections get to send what their streams wrote
+# last; then the ones still open (a client that stopped reading) are aborted.
+ABORT_GRACE = 1.0
+# Seconds after the graceful timeout at which a server process exits whatever still runs
+# (e.g. a store that does not answer while the writer drains), with status 1.
+EXIT_GRACE = 5.0
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -66,9 +76,19 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 async def serve(
-    settings: Settings, *, stop: asyncio.Event | None = None, sockets: Sockets | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    sockets: Sockets | None = None,
+    force_exit: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set), then end streams and exit."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then end streams and return.
+
+    Connections still open ABORT_GRACE after the graceful timeout are aborted; with
+    `force_exit` (a server process of its own) the process exits EXIT_GRACE after it at the
+    latest.
+    """
+    hyperhooks.install()
     app = create_app(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,8 +98,18 @@ async def serve(
         except (NotImplementedError, RuntimeError):
             pass
 
+    watchdog: list[asyncio.Task[None]] = []
+
     async def shutdown_trigger() -> None:
         await stop.wait()
+        began = time.monotonic()
+        watchdog.append(
+            asyncio.create_task(
+                _abort_at(began + settings.graceful_timeout + ABORT_GRACE), name="logstream-abort"
+            )
+        )
+        if force_exit:
+            _exit_after(settings.graceful_timeout + EXIT_GRACE)
         services: Services | None = app.extensions.get("logstream")
         if services is None:
             return
@@ -92,12 +122,42 @@ async def serve(
 
     config = hypercorn_config(settings)
     install_h2guard()  # HTTP/2 rapid reset and the stream limit (CVE-2023-44487, hypercorn #335)
-    await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, "asgi"),
-        config,
-        sockets=sockets,
-        shutdown_trigger=shutdown_trigger,
-    )
+    try:
+        await worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        for task in watchdog:
+            task.cancel()
+
+
+async def _abort_at(when: float) -> None:
+    """At `when`, abort the client connections still open (they would hold shutdown forever)."""
+    await asyncio.sleep(max(0.0, when - time.monotonic()))
+    aborted = hyperhooks.abort_connections()
+    if aborted:
+        log.warning(
+            "shutdown: aborted %d connection(s) still open %.1f s after the graceful timeout",
+            aborted,
+            ABORT_GRACE,
+        )
+
+
+def _exit_after(seconds: float) -> None:
+    """Exit the process in `seconds` unless it has by then (a thread: the loop may be stuck)."""
+
+    def exit_now() -> None:
+        log.error("shutdown did not finish %.1f s after it began; exiting now", seconds)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
@@ -168,13 +228,13 @@ def run(settings: Settings) -> None:
     log.info("event loop: %s", "asyncio" if factory is None else "uvloop")
     tune_gc()
     if settings.workers <= 1:
-        run_loop(factory, serve(settings))
+        run_loop(factory, serve(settings, force_exit=True))
         return
     run_workers(settings, factory)
 
 
 def _worker(settings: Settings, sockets: Sockets, factory: LoopFactory) -> None:
-    run_loop(factory, serve(settings, sockets=sockets))
+    run_loop(factory, serve(settings, sockets=sockets, force_exit=True))
 
 
 def run_workers(settings: Settings, factory: LoopFactory = None) -> None:

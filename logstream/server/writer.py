@@ -26,7 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.protocol import REASON_FINISHED, REASON_GAP, REASON_LINE_COUNT, REASON_MISMATCH
 from logstream.server.auth import hash_token, new_token
-from logstream.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from logstream.server.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ShuttingDown,
+    StorageFull,
+    Unavailable,
+)
 from logstream.server.live.broker import Broker, Hint
 from logstream.server.store import driver, queries
 from logstream.server.store.db import (
@@ -113,6 +121,13 @@ def _merge(previous: Hint | None, hint: Hint) -> Hint:
 
 
 _Done = tuple[_Op[Any], tuple[Any, Hint | None]]
+
+
+def _write_failed(error: Exception) -> Unavailable:
+    """What a write the store failed answers: 503, `storage_full` when it had no room."""
+    if driver.is_storage_full(error):
+        return StorageFull("the store has no room for the write; retry later")
+    return Unavailable("the store could not commit the write; retry")
 
 
 class Writer:
@@ -300,7 +315,7 @@ class Writer:
         lifecycle: bool = False,
     ) -> T:
         if self._task is None or self._task.done():
-            raise Unavailable("the server is shutting down")
+            raise ShuttingDown("the server is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Op(run, future, size, job_id, lifecycle))
         # Shield: a client that disconnects must not cancel a write already queued; the writer
@@ -331,20 +346,19 @@ class Writer:
             try:
                 await self._commit_batch(batch)
             except Exception as error:  # never let the writer die: fail the batch, go on
-                if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
-                    first = (str(error).splitlines() or [""])[0][:200]
+                if driver.is_storage_full(error):
+                    log.error(
+                        "writer batch failed, the store is full: %s", driver.describe_error(error)
+                    )
+                elif driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
                     log.warning(
-                        "writer batch failed, store unavailable: %s: %s",
-                        error.__class__.__name__,
-                        first,
+                        "writer batch failed, store unavailable: %s", driver.describe_error(error)
                     )
                 else:
                     log.exception("writer batch failed")
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(
-                            Unavailable("the store could not commit the write; retry")
-                        )
+                        item.future.set_exception(_write_failed(error))
 
     async def _commit_batch(self, batch: list[_Op[Any]]) -> None:
         try:
@@ -357,12 +371,10 @@ class Writer:
             for item in batch:
                 try:
                     await self._commit_batch([item])
-                except Exception:
+                except Exception as one_error:
                     log.exception("write failed")
                     if not item.future.done():
-                        item.future.set_exception(
-                            Unavailable("the store could not commit the write; retry")
-                        )
+                        item.future.set_exception(_write_failed(one_error))
             return
         hints: dict[int, Hint] = {}
         for item, (outcome, hint) in done:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from logstream.server.errors import BadRequest
 from logstream.server.http.core import (
+    answer_headers,
     append_core,
     drain_limited,
     error_answer,
@@ -29,6 +30,7 @@ from logstream.server.http.core import (
     parse_job_id,
     read_limited,
 )
+from logstream.server.live.tail import StreamCut
 from logstream.server.services import Services
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,12 @@ async def _send_whole(
 
 
 async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
-    await _send_whole(send, status, [(b"content-type", b"application/json")], json_bytes(payload))
+    headers = [(b"content-type", b"application/json")]
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in answer_headers(status, payload).items()
+    ]
+    await _send_whole(send, status, headers, json_bytes(payload))
 
 
 async def _log(services: Services, job_id: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,12 +182,19 @@ async def _while_connected(receive: Receive, work: Callable[[], Awaitable[None]]
 async def _send_stream(
     status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes], send: Send
 ) -> None:
-    """Send a streamed body until it ends (a client that leaves cancels it: _while_connected)."""
+    """Send a streamed body until it ends (a client that leaves cancels it: _while_connected).
+
+    A body cut short (StreamCut) is left unfinished: on HTTP/1.1 Hypercorn then closes the
+    connection without the final chunk, on HTTP/2 the stream is reset (server/hyperhooks.py),
+    so the client sees an error, not a complete log.
+    """
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         try:
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except StreamCut:
+            return
         except Exception:
             # Streams never raise (tail.follow); if one did, end the body anyway: an
             # unfinished HTTP/2 stream is neither ended nor reset, and the browser would hang.

@@ -19,6 +19,8 @@ from logstream.server.errors import (
     ApiError,
     BadRequest,
     NotFound,
+    ShuttingDown,
+    StorageFull,
     TooLarge,
     Unavailable,
     UnsupportedMediaType,
@@ -27,7 +29,7 @@ from logstream.server.live import tail
 from logstream.server.live.feed import JobEnd
 from logstream.server.services import Services
 from logstream.server.store import queries
-from logstream.server.store.driver import is_store_error
+from logstream.server.store.driver import describe_error, is_storage_full, is_store_error
 
 log = logging.getLogger("logstream")
 
@@ -82,6 +84,21 @@ async def drain_limited(chunks: AsyncIterable[bytes], declared: int | None, limi
 def json_bytes(payload: Any) -> bytes:
     """The compact UTF-8 JSON every API answer uses."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def answer_headers(status: int, payload: Any) -> dict[str, str]:
+    """Headers an API answer carries for its body: Retry-After for a 503's `retry_after`."""
+    if status == 503 and isinstance(payload, dict) and isinstance(payload.get("retry_after"), int):
+        return {"Retry-After": str(payload["retry_after"])}
+    return {}
+
+
+def refuse_while_draining(svc: Services) -> None:
+    """503 for a new stream while this process drains for shutdown: opened now, it would get
+    only the farewell (or be cut), and a browser with a short `retry:` would come straight
+    back; a 503 sends it (through the load balancer) to another instance."""
+    if svc.hub.streams.closing:
+        raise ShuttingDown("the server is shutting down; reconnect to another instance")
 
 
 def parse_int(
@@ -218,6 +235,7 @@ async def open_log(
     after = parse_int("after", args.get("after"), None)
     last_n = parse_int("tail", args.get("tail"), None)
     follow_text = args.get("follow", "0").lower() in ("1", "true", "yes")
+    refuse_while_draining(svc)
     job = await get_job_or_404(svc, job_id)
     if resumed is not None:
         # An id past the job's last line cannot come from this job's stream (every line a
@@ -252,11 +270,15 @@ async def open_log(
 
 def error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
     """Status and JSON body for an exception a request ended with: a client error as itself,
-    a store failure as 503 (the client retries), anything else as a logged 500."""
+    a store failure as 503 (the client retries; `storage_full` when it has no room), anything
+    else as a logged 500."""
     if isinstance(error, ApiError):
         return error.status, error.body()
+    if is_storage_full(error):
+        log.error("store is full: %s", describe_error(error))
+        return StorageFull.status, StorageFull("the store has no room for the write").body()
     if is_store_error(error):
-        log.warning("store unavailable: %s", error.__class__.__name__, exc_info=error)
+        log.warning("store unavailable: %s", describe_error(error))  # an outage: no traceback
         return Unavailable.status, Unavailable("the store is unavailable; retry shortly").body()
     log.exception("unhandled error", exc_info=error)
     return 500, {"error": "internal", "message": "internal error; the request may be retried"}

@@ -19,6 +19,7 @@ from logstream.server.auth import check_job_token, check_runner
 from logstream.server.errors import BadRequest, NotFound
 from logstream.server.http.core import (
     STREAM_HEADERS,
+    answer_headers,
     drain_limited,
     error_answer,
     get_job_or_404,
@@ -27,6 +28,7 @@ from logstream.server.http.core import (
     parse_job_id,
     parse_json_object,
     read_limited,
+    refuse_while_draining,
 )
 from logstream.server.services import Services
 from logstream.server.store import queries
@@ -44,7 +46,12 @@ def services() -> Services:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON answer in the API's encoding."""
-    return Response(json_bytes(payload), status=status, mimetype="application/json")
+    return Response(
+        json_bytes(payload),
+        status=status,
+        mimetype="application/json",
+        headers=answer_headers(status, payload),
+    )
 
 
 def error_response(error: Exception) -> Response:
@@ -127,6 +134,7 @@ async def job_events() -> Response:
         raise BadRequest("Last-Event-ID must be an event number (digits only)")
     after = parse_int("after", request.args.get("after"), None)
     svc = services()
+    refuse_while_draining(svc)
     if resumed is not None:
         cursor = resumed
     elif after is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream import sse
 from logstream.protocol import STATUSES_FINAL
-from logstream.server.store import queries
+from logstream.server.store import driver, queries
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,16 @@ class Feed:
                     self.ring()
                 if self.target <= self.known:
                     return
-        except Exception:
+        except Exception as error:
             # The store hiccuped: readers keep their cursors; the next hint or re-check retries.
-            log.exception("feed %d could not read new lines", self.job_id)
+            if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
+                log.warning(
+                    "feed %d could not read new lines, store unavailable: %s",
+                    self.job_id,
+                    driver.describe_error(error),
+                )
+            else:
+                log.exception("feed %d could not read new lines", self.job_id)
         finally:
             self._fetching = None
 

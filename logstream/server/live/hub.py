@@ -19,7 +19,7 @@ from logstream.server.live.broker import Hint
 from logstream.server.live.events import Events
 from logstream.server.live.feed import Feed
 from logstream.server.live.streams import Streams
-from logstream.server.store import queries
+from logstream.server.store import driver, queries
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Hub:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._recheck_failing = False  # logged once when re-checks start failing, once at the end
 
     async def start(self) -> None:
         """Start the periodic re-check that makes a lost hint cost latency, not lines."""
@@ -132,9 +133,21 @@ class Hub:
             async with self.engine.connect() as conn:
                 states = await queries.job_states(conn, list(self.feeds))
                 head = await queries.last_job_event_id(conn)
-        except Exception:
-            log.warning("re-check of live jobs failed", exc_info=True)
+        except Exception as error:
+            # Once a second during an outage: one line when it starts, one when it ends.
+            if not self._recheck_failing:
+                self._recheck_failing = True
+                if driver.is_store_error(error):
+                    log.warning(
+                        "re-check of live jobs failed, store unavailable: %s",
+                        driver.describe_error(error),
+                    )
+                else:
+                    log.warning("re-check of live jobs failed", exc_info=True)
             return
+        if self._recheck_failing:
+            self._recheck_failing = False
+            log.warning("re-check of live jobs works again")
         if self._events is not None and head > self._events.head:
             self._events.saw_event(head)
         for job_id, state in states.items():

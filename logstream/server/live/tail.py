@@ -22,9 +22,15 @@ from typing import Any
 from logstream import sse
 from logstream.server.live.feed import Feed, Format, JobEnd, encode_text
 from logstream.server.live.hub import Hub
-from logstream.server.store import queries
+from logstream.server.store import driver, queries
 
 log = logging.getLogger(__name__)
+
+
+class StreamCut(Exception):
+    """A text stream that cannot be completed (shutdown, a store failure): its response must
+    end abnormally, never as a complete body, so the client sees an error and resumes by
+    `after`. An SSE stream ends with a farewell instead (its client resumes by event id)."""
 
 
 async def follow(
@@ -40,10 +46,11 @@ async def follow(
     """Yield the job's lines after `cursor` as encoded chunks, then follow it if `live`.
 
     `end` is the job's end when the caller already knows it finished. The SSE format closes
-    with an `end` event; a heartbeat comment goes out whenever the stream idles. Never raises:
-    on HTTP/2 a body that ends by an exception is neither ended nor reset by Hypercorn, and the
-    browser's EventSource would hang; errors end the stream with a retry hint instead, so the
-    client reconnects and resumes by id.
+    with an `end` event; a heartbeat comment goes out whenever the stream idles. On shutdown or
+    an error an SSE stream ends with a retry hint, so the client reconnects and resumes by id
+    (it never raises: a browser's EventSource must see an ended stream); a text stream raises
+    StreamCut, which the app turns into an abnormal end (server/hyperhooks.py resets it on
+    HTTP/2), since a text client cannot tell a complete body from a cut one otherwise.
     """
     streams = hub.streams
     feed: Feed | None = None
@@ -58,8 +65,9 @@ async def follow(
             yield sse.retry(retry_ms)
         while True:
             if streams.closing:
-                if fmt == "sse":
-                    yield sse.comment("server shutting down") + sse.retry(retry_ms)
+                if fmt == "text":
+                    raise StreamCut("the server is shutting down")
+                yield sse.comment("server shutting down") + sse.retry(retry_ms)
                 return
             if feed is None and end is None and live:
                 feed = hub.acquire(job_id)
@@ -96,10 +104,21 @@ async def follow(
             if fmt == "sse" and time.monotonic() - last_write >= quiet:
                 yield sse.comment("ping")
                 last_write = time.monotonic()
-    except Exception:
-        log.exception("stream of job %d failed at line %d", job_id, cursor)
-        if fmt == "sse":
-            yield sse.comment("stream error; reconnect to resume") + sse.retry(retry_ms)
+    except StreamCut:
+        raise
+    except Exception as error:
+        if driver.is_store_error(error):  # an outage, not a bug: one line, no traceback
+            log.warning(
+                "stream of job %d failed at line %d, store unavailable: %s",
+                job_id,
+                cursor,
+                driver.describe_error(error),
+            )
+        else:
+            log.exception("stream of job %d failed at line %d", job_id, cursor)
+        if fmt == "text":
+            raise StreamCut(f"reading the log failed after line {cursor}") from error
+        yield sse.comment("stream error; reconnect to resume") + sse.retry(retry_ms)
     finally:
         prefetch.cancel()
         if waiter is not None:

@@ -35,6 +35,33 @@ def is_store_error(error: BaseException) -> bool:
     return module.startswith(_DRIVER_MODULES)
 
 
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """True when the database refused a write for lack of space (SQLITE_FULL, PostgreSQL
+    disk_full): not an outage that retrying soon mends, so it is answered apart."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == PG_DISK_FULL:
+            return True
+        # SQLAlchemy keeps the driver's error in .orig; its asyncpg adapter chains asyncpg's.
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
+def describe_error(error: BaseException) -> str:
+    """A store error in one short line for the log: its class and first line."""
+    first = (str(error).splitlines() or [""])[0][:200]
+    return f"{error.__class__.__name__}: {first}"
+
+
 def is_busy_error(error: BaseException) -> bool:
     """True when SQLite refused because another connection holds the write lock (BUSY/LOCKED)."""
     cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
