@@ -115,15 +115,20 @@ def test_the_prune_command_works_beside_a_running_server(tmp_path: Path) -> None
         ).raise_for_status()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
         args = [sys.executable, "-m", "logstream", "prune", "--database-url", server.database_url]
-        dry = subprocess.run(
-            [*args, "--older-than", "1s", "--dry-run"],
-            env=env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert dry.returncode == 0, dry.stderr
-        assert dry.stdout.decode().strip() == "would delete 0 jobs (0 lines)"  # not 1 s old yet
+
+        def dry_run(age: str) -> str:
+            result = subprocess.run(
+                [*args, "--older-than", age, "--dry-run"],
+                env=env,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout.decode().strip()
+
+        assert dry_run("1h") == "would delete 0 jobs (0 lines)"  # not an hour old
+        assert dry_run("0.001s") == "would delete 1 jobs (2 lines)"
         time.sleep(1.2)
         done = subprocess.run(
             [*args, "--older-than", "1s"], env=env, capture_output=True, timeout=60, check=False
