@@ -57,6 +57,10 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     runner_token: str | None = None
     host: str = "127.0.0.1"
+    # The Host names (comma-separated; "*" any, "*.example.com" the names under it) the
+    # server answers. Unset: on a loopback address only loopback names and addresses, else
+    # any (see server/http/guard.py).
+    allowed_hosts: str | None = None
     port: int = 8000
     certfile: str | None = None
     keyfile: str | None = None
@@ -71,6 +75,8 @@ class Settings:
     page_lines: int = 2000
     # How many recent lines each live job keeps in memory for its readers.
     feed_lines: int = 8192
+    # Seconds a request head may take to arrive once begun (else 408 and close).
+    header_timeout: float = 10.0
     # Seconds given to open streams to end themselves on shutdown.
     graceful_timeout: float = 3.0
     # With SQLite and several processes, how often a live tail re-checks the store (seconds).
@@ -113,6 +119,8 @@ class Settings:
         """Reject values that cannot work, with a message naming the setting."""
         if self.heartbeat <= 0:
             raise SettingsError("heartbeat must be > 0 seconds")
+        if self.header_timeout <= 0:
+            raise SettingsError("header_timeout must be > 0 seconds")
         if self.max_line_chars < 64:
             raise SettingsError("max_line_chars must be at least 64")
         if self.max_body_bytes < 1024:

@@ -5,7 +5,10 @@ Pure functions, shared by the API (server side) and the runner client.
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from typing import Any
 
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -31,9 +34,10 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def decode(body: bytes) -> str:
-    """Decode output bytes as UTF-8; invalid sequences become U+FFFD rather than an error."""
-    return body.decode("utf-8", errors="replace")
+def decode(body: bytes, encoding: str = "utf-8") -> str:
+    """Decode output bytes (UTF-8 unless told otherwise); invalid sequences become U+FFFD
+    rather than an error."""
+    return body.decode(encoding, errors="replace")
 
 
 def split_chunk(text: str) -> list[str]:
@@ -70,3 +74,47 @@ def cut(text: str, limit: int) -> tuple[str, bool]:
         keep -= 1
         marker = cut_marker(len(text) - keep)
     return text[:keep] + marker, True
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON value with every string (object keys too) cleaned as `clean` does and every
+    non-finite float (NaN, Infinity: not JSON) made null, so it is storable and renders as
+    strict JSON. Returns `value` itself when nothing changes (callers test identity)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        items = [clean_json(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items
+    if isinstance(value, dict):
+        pairs = [
+            (clean(key) if isinstance(key, str) else key, clean_json(item))
+            for key, item in value.items()
+        ]
+        if all(
+            new_key is key and new is item
+            for (new_key, new), (key, item) in zip(pairs, value.items(), strict=True)
+        ):
+            return value
+        # Keys that become equal once cleaned keep the last value, as duplicate keys in JSON do.
+        return dict(pairs)
+    return value
+
+
+def json_bytes(payload: Any) -> bytes:
+    """`payload` as compact, strict UTF-8 JSON (no NaN or Infinity, no lone surrogates).
+
+    Whatever cannot be written so (a record stored before the input checks, say) is written
+    cleaned by `clean_json` rather than failing, so nothing stored can break a page.
+    """
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+    except ValueError:  # UnicodeEncodeError (a lone surrogate) is one too
+        text = json.dumps(
+            clean_json(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from logstream import logtext
 
 
 def line_event(no: int, text: str) -> bytes:
@@ -47,8 +48,7 @@ def named_event(name: str, payload: Any, event_id: int | None = None) -> bytes:
     head = "event: " + _field_value(name) + "\n"
     if event_id is not None:
         head = f"id: {event_id}\n" + head
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return (head + "data: " + body + "\n\n").encode("utf-8")
+    return (head + "data: ").encode("utf-8") + logtext.json_bytes(payload) + b"\n\n"
 
 
 def comment(text: str = "") -> bytes:

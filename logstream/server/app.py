@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from logstream.config import Settings
 from logstream.server.errors import ApiError, TooLarge
 from logstream.server.http.asgi import FastPaths
+from logstream.server.http.guard import Guard, HostRule
 from logstream.server.http.pages import bp as web_bp
 from logstream.server.http.routes import bp, error_response
 from logstream.server.services import Services
@@ -31,10 +32,19 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(bp)
     app.register_blueprint(web_bp)
     # The hot routes (append, log stream) are answered in front of Quart: see asgi.py.
+    # Every request first passes the checks of guard.py (Host, head sizes, HTTP version).
+    hosts = HostRule.from_settings(settings.allowed_hosts, settings.host)
     app.asgi_app = FastPaths(  # type: ignore[method-assign,assignment]
         app.asgi_app,  # type: ignore[arg-type]  # Hypercorn's typed scopes are mappings
         lambda: app.extensions.get("logstream"),
+        Guard(hosts),
+        settings.max_body_bytes,
     )
+
+    @app.after_request
+    async def nosniff(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
 
     @app.while_serving
     async def lifecycle() -> AsyncGenerator[None, None]:
@@ -49,6 +59,13 @@ def create_app(settings: Settings | None = None) -> Quart:
             log.warning(
                 "LOGSTREAM_RUNNER_TOKEN is not set: anyone who can reach this server may create"
                 " jobs (running open)"
+            )
+        if hosts.allows_any:
+            log.warning(
+                "LOGSTREAM_ALLOWED_HOSTS is not set and the server listens on %s, not on"
+                " loopback: it answers any Host header. List the names it is reached by to"
+                " refuse others (DNS rebinding)",
+                settings.host,
             )
         try:
             yield

@@ -25,7 +25,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from logstream.config import Settings, SettingsError
-from logstream.server import hyperhooks
+from logstream.server import h11guard, hyperhooks
 from logstream.server.app import create_app
 from logstream.server.h2guard import install as install_h2guard
 from logstream.server.services import Services
@@ -89,6 +89,7 @@ async def serve(
     latest.
     """
     hyperhooks.install()
+    h11guard.install(settings.header_timeout)
     app = create_app(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from logstream.server.errors import BadRequest
+from logstream.server.errors import ApiError, BadRequest
 from logstream.server.http.core import (
     answer_headers,
     append_core,
@@ -30,6 +30,7 @@ from logstream.server.http.core import (
     parse_job_id,
     read_limited,
 )
+from logstream.server.http.guard import Guard
 from logstream.server.live.tail import StreamCut
 from logstream.server.services import Services
 
@@ -44,17 +45,34 @@ ROUTE = re.compile(r"/api/jobs/([^/]+)/(lines|log)")  # the id is checked by par
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# On every answer: a browser must not guess a type other than the one sent (an error's JSON
+# or a log's text rendered as HTML).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
 
 class FastPaths:
-    """ASGI middleware: append and log stream directly, everything else on to `app`."""
+    """ASGI middleware: the checks of guard.py for every request, then append and log stream
+    directly, everything else on to `app`."""
 
-    def __init__(self, app: ASGIApp, services: Callable[[], Services | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        services: Callable[[], Services | None],
+        guard: Guard,
+        max_body_bytes: int,
+    ) -> None:
         self.app = app
         self.services = services
+        self.guard = guard
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the two hot routes; pass everything else (and lifespan) to the app."""
         if scope["type"] == "http":
+            refusal = self.guard.check(scope)
+            if refusal is not None:
+                await _refuse(refusal, scope, receive, send, self.max_body_bytes)
+                return
             match = ROUTE.fullmatch(scope["path"])
             services = self.services()
             if match is not None and services is not None:
@@ -62,10 +80,18 @@ class FastPaths:
                 if method == "POST" and match[2] == "lines":
                     await _append(services, match[1], scope, receive, send)
                     return
-                if method == "GET" and match[2] == "log":
+                if method in ("GET", "HEAD") and match[2] == "log":
                     await _log(services, match[1], scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+async def _refuse(error: ApiError, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """Answer a request the guard refused, after draining its body (see drain_limited)."""
+    length = _headers(scope, b"content-length").get(b"content-length")
+    declared = int(length) if length is not None and length.isdigit() and len(length) < 19 else None
+    await drain_limited(_Body(receive).chunks(), declared, limit)
+    await _answer(send, error.status, error.body())
 
 
 def _headers(scope: Scope, *names: bytes) -> dict[bytes, str]:
@@ -91,6 +117,7 @@ async def _send_whole(
 ) -> None:
     """A response whose body is all here: headers with its length, then the body."""
     headers.append((b"content-length", str(len(data)).encode("ascii")))
+    headers.append(NOSNIFF)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -130,6 +157,15 @@ async def _log_answer(services: Services, job_id: str, scope: Scope, send: Send)
     if answer.body is None:
         await _send_whole(send, answer.status, raw_headers, b"")
         return
+    if scope["method"] == "HEAD":
+        # What a GET would get, without its body: the stream is not started (a stream never
+        # ends by itself, so sending it would leave the HEAD and its connection hanging).
+        await answer.body.aclose()  # type: ignore[attr-defined]
+        raw_headers.append(NOSNIFF)
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    raw_headers.append(NOSNIFF)
     await _send_stream(answer.status, raw_headers, answer.body, send)
 
 
@@ -227,9 +263,11 @@ class _Body:
 async def _append(
     services: Services, job_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    headers = _headers(scope, b"authorization", b"content-type", b"content-length")
+    headers = _headers(
+        scope, b"authorization", b"content-type", b"content-length", b"content-encoding"
+    )
     length = headers.get(b"content-length")
-    declared = int(length) if length is not None and length.isdigit() else None
+    declared = int(length) if length is not None and length.isdigit() and len(length) < 19 else None
     limit = services.settings.max_body_bytes
     body = _Body(receive)
     try:
@@ -238,6 +276,7 @@ async def _append(
             parse_job_id(job_id),
             authorization=headers.get(b"authorization"),
             content_type=headers.get(b"content-type"),
+            content_encoding=headers.get(b"content-encoding"),
             first_arg=_query(scope).get("first"),
             read_body=lambda: read_limited(body.chunks(), declared, limit),
         )

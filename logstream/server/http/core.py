@@ -7,9 +7,11 @@ Both fronts call these: the Quart blueprint (routes.py) and the bare-ASGI hot ro
 from __future__ import annotations
 
 import asyncio
+import codecs
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -82,8 +84,8 @@ async def drain_limited(chunks: AsyncIterable[bytes], declared: int | None, limi
 
 
 def json_bytes(payload: Any) -> bytes:
-    """The compact UTF-8 JSON every API answer uses."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The compact, strict UTF-8 JSON every API answer uses (see logtext.json_bytes)."""
+    return logtext.json_bytes(payload)
 
 
 def answer_headers(status: int, payload: Any) -> dict[str, str]:
@@ -112,9 +114,13 @@ def parse_int(
     """A whole-number query parameter within bounds, or `default` when absent."""
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.strip().isdigit():
+    digits = raw.strip()
+    if not digits.isascii() or not digits.isdigit():
         raise BadRequest(f"query parameter {name} must be a whole number", field=name)
-    value = int(raw)
+    # int() refuses more than 4,300 digits (a ValueError, not a client error): no storable
+    # number has more than 19 once leading zeros are dropped.
+    significant = digits.lstrip("0") or "0"
+    value = int(significant) if len(significant) <= 19 else maximum + 1
     if value < minimum or value > maximum:
         raise BadRequest(
             f"query parameter {name} must be >= {minimum} and <= {maximum}", field=name
@@ -138,15 +144,117 @@ async def get_job_or_404(svc: Services, job_id: int) -> queries.Job:
     return job
 
 
+# Request bodies nest at most this deep (the API's own bodies need 2, a job's meta the rest).
+MAX_JSON_DEPTH = 64
+_NOT_OPENER = bytes(b for b in range(256) if b not in b"[{")
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """True when the parsed JSON `value` nests arrays and objects more than `limit` deep
+    (walked with a stack of its own, so it cannot recurse)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"the body is not strict JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"the body is not strict JSON: {text[:40]} is out of range")
+    return value
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object."""
+    """A request body that must be a JSON object: strict JSON in UTF-8 (RFC 8259), no NaN
+    or Infinity, nested at most MAX_JSON_DEPTH deep; else 400.
+
+    The depth is checked on the parsed value, and only for a body with more than
+    MAX_JSON_DEPTH brackets at all (one C-speed count of the bytes: log lines hold brackets
+    in their text, so checking the bytes exactly would cost about as much as parsing them).
+    A body nested past what json.loads itself recurses through (about 1,000 levels) ends its
+    parse in RecursionError, raised cleanly by the parser before anything else sees the body:
+    that is the same 400.
+    """
+    too_deep = BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        payload = json.loads(raw)
+        payload = json.loads(
+            raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float
+        )
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(payload, dict):
         raise BadRequest("the body must be a JSON object")
+    if len(raw.translate(None, _NOT_OPENER)) > MAX_JSON_DEPTH and nests_deeper(
+        payload, MAX_JSON_DEPTH
+    ):
+        raise too_deep
     return payload
+
+
+def media_type(content_type: str | None, content_encoding: str | None) -> tuple[str, str | None]:
+    """The media type of a request body and its declared charset (lower case), or 415 for a
+    compressed body (logstream decodes no Content-Encoding)."""
+    if content_encoding is not None and content_encoding.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaType(
+            "send the body uncompressed: no Content-Encoding is accepted",
+            content_encoding=content_encoding[:40],
+        )
+    mimetype, _, params = (content_type or "").partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return mimetype.strip().lower(), charset
+
+
+def require_json(content_type: str | None, content_encoding: str | None) -> None:
+    """A body that must be JSON says so (`application/json`, UTF-8 if a charset is given),
+    else 415: a browser sends a cross-site request without a preflight only as text/plain,
+    a form or multipart, so this also keeps foreign pages from posting to an open server."""
+    mimetype, charset = media_type(content_type, content_encoding)
+    if mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {mimetype[:60] or 'without a type'}"
+        )
+    if charset is not None and charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"JSON is UTF-8: charset {charset[:40]} is not accepted")
+
+
+# The charsets a text body may declare (Python's names for them); undeclared is UTF-8.
+TEXT_CHARSETS = frozenset(
+    {"utf-8", "ascii", "iso8859-1", "cp1252", "utf-16", "utf-16-le", "utf-16-be"}
+)
+
+
+def text_encoding(charset: str | None) -> str:
+    """The codec to decode a text body with: its declared charset when logstream knows it,
+    else 415 (rather than storing it misread)."""
+    if charset is None:
+        return "utf-8"
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        name = ""
+    if name not in TEXT_CHARSETS:
+        raise UnsupportedMediaType(
+            f"charset {charset[:40]} is not accepted: send UTF-8 (or ISO-8859-1, windows-1252,"
+            " UTF-16)",
+            charset=charset[:40],
+        )
+    return "utf-8" if name == "ascii" else name  # ASCII is UTF-8; bytes past it get U+FFFD
 
 
 async def append_core(
@@ -155,13 +263,15 @@ async def append_core(
     *,
     authorization: str | None,
     content_type: str | None,
+    content_encoding: str | None,
     first_arg: str | None,
     read_body: Callable[[], Awaitable[bytes]],
 ) -> dict[str, Any]:
     """POST /api/jobs/{id}/lines: check, parse, clean, append (served by asgi.py)."""
     await check_job_token(svc, job_id, authorization)
-    mimetype = (content_type or "text/plain").partition(";")[0].strip().lower()
+    mimetype, charset = media_type(content_type or "text/plain", content_encoding)
     if mimetype == "application/json":
+        require_json(content_type, content_encoding)
         payload = parse_json_object(await read_body())
         texts = payload.get("lines")
         if not isinstance(texts, list):
@@ -186,7 +296,8 @@ async def append_core(
             raise BadRequest("first must be a whole number >= 1", field="first")
     elif mimetype.startswith("text/") or mimetype == "application/octet-stream":
         first = parse_int("first", first_arg, None, minimum=1)
-        texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body())))
+        encoding = text_encoding(charset)
+        texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body(), encoding)))
     else:
         raise UnsupportedMediaType(f"send lines as application/json or text/plain, not {mimetype}")
     cut_count = 0

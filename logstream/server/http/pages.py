@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+
 from quart import Blueprint, Response, send_from_directory
 
+from logstream.server.errors import NotFound
+from logstream.server.http.core import parse_job_id
+from logstream.server.http.routes import error_response
 from logstream.server.shipped import shipped_dir
 
 WEB_DIR = shipped_dir("logstream.web")
+
+_NOT_THERE = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR}
 
 bp = Blueprint("web", __name__, static_folder=str(WEB_DIR), static_url_path="/ui")
 
@@ -35,7 +42,21 @@ async def job_list() -> Response:
     return await send_from_directory(WEB_DIR, "index.html")
 
 
-@bp.get("/jobs/<int:job_id>")
-async def job_page(job_id: int) -> Response:
-    """The log viewer of one job (the page reads the job id from its URL)."""
+@bp.get("/jobs/<job_id>")
+async def job_page(job_id: str) -> Response:
+    """The log viewer of one job (the page reads the job id from its URL).
+
+    The id is checked as the API checks it (ASCII digits only): Werkzeug's int converter
+    also takes other Unicode digits ("/jobs/%D9%A1" would show job 1).
+    """
+    parse_job_id(job_id)
     return await send_from_directory(WEB_DIR, "job.html")
+
+
+@bp.errorhandler(OSError)
+async def _file_error(error: OSError) -> Response:
+    """A path the file system refuses (a name too long, say) is not there: 404. (Left to the
+    app's handler, an OSError reads as a store failure: 503 "retry".)"""
+    if error.errno in _NOT_THERE:
+        return error_response(NotFound("no such file"))
+    return error_response(RuntimeError(f"reading a dashboard file failed: {error!r}"))

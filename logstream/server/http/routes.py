@@ -6,7 +6,6 @@ No SQL here: the store's queries do that.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -29,6 +28,7 @@ from logstream.server.http.core import (
     parse_json_object,
     read_limited,
     refuse_while_draining,
+    require_json,
 )
 from logstream.server.services import Services
 from logstream.server.store import queries
@@ -71,7 +71,9 @@ async def _drain_request_body(response: Response) -> Response:
 
 
 async def _json_body() -> dict[str, Any]:
-    """The request body as a JSON object, at most LOGSTREAM_MAX_BODY_BYTES (else 413)."""
+    """The request body as a JSON object, at most LOGSTREAM_MAX_BODY_BYTES (else 413), sent
+    as application/json (else 415: see core.require_json)."""
+    require_json(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
     raw = await read_limited(
         request.body, request.content_length, services().settings.max_body_bytes
     )
@@ -96,7 +98,10 @@ async def create_job() -> Response:
         meta = {}
     if not isinstance(meta, dict):
         raise BadRequest("meta must be a JSON object", field="meta")
-    if len(json.dumps(meta)) > MAX_META_BYTES:
+    # Like lines and the name: NUL and lone surrogates (in keys too) become U+FFFD, so what
+    # is stored renders as strict UTF-8 JSON on both backends.
+    meta = logtext.clean_json(meta)
+    if len(json_bytes(meta)) > MAX_META_BYTES:
         raise BadRequest(f"meta must be at most {MAX_META_BYTES} bytes of JSON", field="meta")
     job, token = await services().writer.create_job(logtext.clean(name), meta)
     body = job.to_json()
@@ -142,6 +147,12 @@ async def job_events() -> Response:
     else:
         async with svc.engine.connect() as conn:
             cursor = await queries.last_job_event_id(conn)
+    if request.method == "HEAD":
+        # The headers a GET would get, and no body: a stream that never ends would leave the
+        # HEAD unanswered and its keep-alive connection stuck.
+        head = Response(b"", content_type="text/event-stream", headers=STREAM_HEADERS)
+        del head.headers["Content-Length"]  # a GET's stream has none
+        return head
     response = Response(
         svc.hub.events.stream(cursor, svc.settings.retry_ms),
         content_type="text/event-stream",
