@@ -464,7 +464,7 @@ async def _refusal_then_reuse(
             status, answer = await _read_response(reader)
             assert status == expected_status, answer
             # The connection must still take the next request.
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             await writer.drain()
             try:
                 status, answer = await _read_response(reader)
@@ -480,7 +480,7 @@ async def _refusal_then_reuse(
 async def test_connection_reusable_after_401_on_create(runner_server: ServerProcess) -> None:
     await _refusal_then_reuse(
         runner_server,
-        b"POST /api/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n",
+        b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n",
         b'{"name": "slow"}',
         401,
     )
@@ -491,7 +491,7 @@ async def test_connection_reusable_after_403_on_append(shared_server: ServerProc
         job = await new_job(client, "ka")
     await _refusal_then_reuse(
         shared_server,
-        b"POST /api/jobs/%d/lines HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"POST /api/jobs/%d/lines HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer wrong\r\n" % job["id"],
         b'{"lines": ["x"]}',
         403,
@@ -503,7 +503,7 @@ async def test_connection_reusable_after_415_on_append(shared_server: ServerProc
         job = await new_job(client, "ka415")
     await _refusal_then_reuse(
         shared_server,
-        b"POST /api/jobs/%d/lines HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
+        b"POST /api/jobs/%d/lines HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
         b"Authorization: Bearer %s\r\n" % (job["id"], job["token"].encode()),
         b"\x89PNG....",
         415,

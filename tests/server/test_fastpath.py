@@ -150,7 +150,7 @@ def test_client_leaving_mid_body_stores_nothing_and_server_carries_on(
     job = create_job(small_server.url)
     with socket.create_connection(("127.0.0.1", small_server.port), timeout=5) as sock:
         sock.sendall(
-            f"POST /api/jobs/{job['id']}/lines HTTP/1.1\r\nHost: x\r\n"
+            f"POST /api/jobs/{job['id']}/lines HTTP/1.1\r\nHost: localhost\r\n"
             f"Authorization: Bearer {job['token']}\r\nContent-Type: text/plain\r\n"
             "Content-Length: 1000\r\n\r\npartial line\n".encode()
         )

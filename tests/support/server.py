@@ -45,8 +45,10 @@ class ServerProcess:
         certfile: str | None = None,
         keyfile: str | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
+        self.host = host
         self.database_url = database_url or f"sqlite:///{workdir / 'logstream.db'}"
         self.env = env or {}
         self.certfile = certfile
@@ -70,7 +72,7 @@ class ServerProcess:
             "logstream",
             "serve",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--database-url",
