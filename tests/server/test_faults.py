@@ -124,7 +124,8 @@ def test_sigterm_with_a_reader_that_never_reads_exits_in_bounded_time(
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(("127.0.0.1", server.port))
-        stuck.sendall(f"GET /api/jobs/{job['id']}/log?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        request = f"GET /api/jobs/{job['id']}/log?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        stuck.sendall(request.encode())
         time.sleep(0.5)  # the stream fills the socket buffers and blocks
         assert server.proc is not None
         began = time.monotonic()
