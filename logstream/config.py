@@ -95,6 +95,8 @@ class Settings:
     # The event loop: "auto" runs on uvloop when it is installed (it is with the server extra
     # on Linux and macOS), else on asyncio's own; "asyncio" or "uvloop" force one.
     event_loop: str = "auto"
+    # Token formats masked in every job (logstream/masking.py PATTERNS): all, none, or names.
+    mask_patterns: str = "all"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

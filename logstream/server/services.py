@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from logstream.config import Settings
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
+from logstream.server.masks import MaskCache
 from logstream.server.store import queries
 from logstream.server.store.db import create_engine
 from logstream.server.writer import Writer
@@ -25,12 +26,14 @@ class Services:
     broker: Broker
     writer: Writer
     hub: Hub
+    masks: MaskCache
     _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         """Open the store, start the writer and the hub, connect the broker to the hub."""
         engine = create_engine(settings.database_url, pool_size=settings.pool_size)
+        masks = MaskCache(engine, settings.mask_patterns, settings.runner_token)
         hub = Hub(
             engine,
             page_lines=settings.page_lines,
@@ -50,7 +53,7 @@ class Services:
         await broker.start()
         await hub.start()
         await writer.start()
-        return cls(settings, engine, broker, writer, hub)
+        return cls(settings, engine, broker, writer, hub, masks)
 
     async def stop(self) -> None:
         """End streams, drain the writer, close the broker and the pool."""

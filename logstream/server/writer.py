@@ -93,6 +93,27 @@ class AppendResult:
         }
 
 
+class StaleMasks(Unavailable):
+    """The job's masks changed (another request or instance added one) after this append was
+    masked: the caller masks again with the new ones and retries."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskChange:
+    """How an append was masked (server/masks.py): with the job's masks at `version`, which
+    the append checks under the job's lock, and what it adds to them."""
+
+    version: int
+    sealed: Sequence[dict[str, str]] = ()  # values added by ::add-mask:: lines, sealed
+    block: bool | None = None  # the private-key block state after the lines, if it changed
+    mask: Callable[[str], str] | None = None  # masks a stored line, for the overlap check
+
+    @property
+    def changes(self) -> bool:
+        """Whether the append moves the job's masks to a new version."""
+        return bool(self.sealed) or self.block is not None
+
+
 @dataclasses.dataclass
 class _Op(Generic[T]):
     run: Callable[[Connection], tuple[T, Hint | None]]
@@ -169,25 +190,44 @@ class Writer:
 
     # --- operations -----------------------------------------------------------------------
 
-    async def create_job(self, name: str, meta: dict[str, Any]) -> tuple[Job, str]:
-        """Create a running job; returns it with its write token (only the hash is stored)."""
+    async def create_job(
+        self,
+        name: str,
+        meta: dict[str, Any],
+        seal: Callable[[str], Sequence[dict[str, str]]] | None = None,
+    ) -> tuple[Job, str]:
+        """Create a running job; returns it with its write token (only the hash is stored).
+        `seal(token)` gives the job's declared mask values, sealed (server/masks.py)."""
         token = new_token()
+        sealed = seal(token) if seal is not None else ()
 
         def run(conn: Connection) -> tuple[Job, Hint | None]:
             now = now_ms()
             job = queries.create_job(conn, name, meta, hash_token(token), now)
+            if sealed:
+                queries.add_masks(conn, job.id, sealed, None, 1)
             event_id = queries.add_job_event(conn, job.id, "created", now)
             return job, Hint(job.id, 0, event_id=event_id)
 
         return await self._submit(run, lifecycle=True), token
 
-    async def append(self, job_id: int, texts: Sequence[str], first: int | None) -> AppendResult:
-        """Append lines, or skip those already stored when `first` overlaps (a retry)."""
+    async def append(
+        self,
+        job_id: int,
+        texts: Sequence[str],
+        first: int | None,
+        masks: MaskChange | None = None,
+    ) -> AppendResult:
+        """Append lines, or skip those already stored when `first` overlaps (a retry).
+        With `masks`, the lines were masked with the job's masks at `masks.version`."""
 
         def run(conn: Connection) -> tuple[AppendResult, Hint | None]:
             state = queries.lock_job(conn, job_id)
             if state is None:
                 raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            if masks is not None and state.mask_version != masks.version:
+                raise StaleMasks("the job's masks changed; retry")
+            mask = masks.mask if masks is not None else None
             count = state.line_count
             start = count + 1 if first is None else first
             if start < 1:
@@ -203,7 +243,8 @@ class Writer:
             if overlap > 0:
                 stored = queries.read_texts(conn, job_id, start, start + overlap - 1)
                 for i, (have, got) in enumerate(zip(stored, texts, strict=False)):
-                    if have != got:
+                    # A mask added since the line was stored masks the retry but not it.
+                    if have != got and (mask is None or mask(have) != mask(got)):
                         raise Conflict(
                             f"line {start + i} is already stored with different text",
                             reason=REASON_MISMATCH,
@@ -220,6 +261,8 @@ class Writer:
                     line_count=count,
                 )
             queries.insert_lines(conn, job_id, count + 1, new, now_ms())
+            if masks is not None and masks.changes:
+                queries.add_masks(conn, job_id, masks.sealed, masks.block, masks.version + 1)
             line_count = count + len(new)
             result = AppendResult(
                 first=start,
@@ -265,6 +308,7 @@ class Writer:
                 )
             now = now_ms()
             queries.finish_job(conn, job_id, status, exit_code, now)
+            queries.erase_masks(conn, job_id)
             event_id = queries.add_job_event(conn, job_id, "finished", now)
             job = queries.get_job_tx(conn, job_id)
             assert job is not None

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from typing import Any
 
 from logstream import logtext, sse
-from logstream.server.auth import check_job_token
+from logstream.server.auth import check_job_token, parse_bearer
 from logstream.server.errors import (
     ApiError,
     BadRequest,
@@ -32,6 +32,7 @@ from logstream.server.live.feed import JobEnd
 from logstream.server.services import Services
 from logstream.server.store import queries
 from logstream.server.store.driver import describe_error, is_storage_full, is_store_error
+from logstream.server.writer import AppendResult, StaleMasks
 
 log = logging.getLogger("logstream")
 
@@ -300,17 +301,40 @@ async def append_core(
         texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body(), encoding)))
     else:
         raise UnsupportedMediaType(f"send lines as application/json or text/plain, not {mimetype}")
-    cut_count = 0
-    limit = svc.settings.max_line_chars
-    if texts and max(map(len, texts)) > limit:
-        for index, text in enumerate(texts):
-            if len(text) > limit:
-                texts[index], _ = logtext.cut(text, limit)
-                cut_count += 1
-    result = await svc.writer.append(job_id, texts, first)
+    token = parse_bearer(authorization)
+    assert token is not None  # check_job_token let it through
+    result, cut_count = await _append_masked(svc, job_id, token, texts, first)
     body: dict[str, Any] = result.to_json()
     body["cut"] = cut_count
     return body
+
+
+async def _append_masked(
+    svc: Services, job_id: int, token: str, texts: list[str], first: int | None
+) -> tuple[AppendResult, int]:
+    """Mask the lines with the job's masks (server/masks.py), cut them, append them; mask
+    again and retry if the masks changed meanwhile (another request or instance added one)."""
+    for attempt in range(3):
+        masks = await svc.masks.get(job_id, token)
+        masked, after = masks.masker.scan(texts)
+        change = svc.masks.change(masks, after, token)
+        cut_count = 0
+        limit = svc.settings.max_line_chars
+        if masked and max(map(len, masked)) > limit:  # after masking: a cut secret is a leak
+            for index, text in enumerate(masked):
+                if len(text) > limit:
+                    masked[index], _ = logtext.cut(text, limit)
+                    cut_count += 1
+        try:
+            result = await svc.writer.append(job_id, masked, first, change)
+        except StaleMasks:
+            svc.masks.forget(job_id)
+            if attempt == 2:
+                raise
+            continue
+        svc.masks.committed(job_id, change, after)
+        return result, cut_count
+    raise AssertionError("unreachable")
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
-from logstream import logtext, sse
+from logstream import logtext, masking, sse
 from logstream.protocol import STATUSES_FINAL
 from logstream.server import search
 from logstream.server.auth import check_job_token, check_runner
@@ -37,6 +37,8 @@ bp = Blueprint("api", __name__)
 
 MAX_NAME = 200
 MAX_META_BYTES = 16 * 1024
+MAX_MASKS = 1000
+MAX_MASK_CHARS = 16 * 1024
 
 
 def services() -> Services:
@@ -103,10 +105,40 @@ async def create_job() -> Response:
     meta = logtext.clean_json(meta)
     if len(json_bytes(meta)) > MAX_META_BYTES:
         raise BadRequest(f"meta must be at most {MAX_META_BYTES} bytes of JSON", field="meta")
-    job, token = await services().writer.create_job(logtext.clean(name), meta)
+    values = _mask_values(payload.get("mask"))
+    svc = services()
+    masker = masking.Masker(values, svc.masks.patterns)
+    name, meta = masker.mask(logtext.clean(name)), masking.mask_json(masker, meta)
+    assert isinstance(meta, dict)
+    job, token = await svc.writer.create_job(
+        name, meta, (lambda token: svc.masks.seal_all(values, token)) if values else None
+    )
+    svc.masks.created(job.id, values)
     body = job.to_json()
     body["token"] = token
     return json_response(body, 201)
+
+
+def _mask_values(raw: Any) -> list[str]:
+    """The secrets a new job masks (`"mask": [...]`); errors never show a value."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_MASKS:
+        raise BadRequest(f"mask must be a list of at most {MAX_MASKS} strings", field="mask")
+    values: list[str] = []
+    for index, value in enumerate(raw):
+        if not isinstance(value, str) or len(value) > MAX_MASK_CHARS:
+            raise BadRequest(
+                f"mask[{index}] must be a string of at most {MAX_MASK_CHARS} characters",
+                field="mask",
+                index=index,
+            )
+        try:
+            masking.check_value(value, f"mask[{index}]")
+        except masking.MaskError as error:
+            raise BadRequest(str(error), field="mask", index=index) from None
+        values.append(logtext.clean(value))
+    return values
 
 
 @bp.get("/api/jobs")
@@ -190,6 +222,7 @@ async def finish_job(job_id: str) -> Response:
     ):
         raise BadRequest("line_count must be a whole number >= 0", field="line_count")
     job = await services().writer.finish(number, status, exit_code, line_count)
+    services().masks.forget(number)  # the store erased them with the finish
     return json_response(job.to_json())
 
 

@@ -26,6 +26,10 @@ jobs = Table(
     Column("token_hash", String(64), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("finished_ms", BigInteger, nullable=True),
+    # Masking (server/masks.py): bumped by every change of the job's masks, checked under the
+    # job's lock by each append; mask_block is 1 inside a multi-line private-key block.
+    Column("mask_version", BigInteger, nullable=False, server_default="0"),
+    Column("mask_block", Integer, nullable=False, server_default="0"),
 )
 
 # (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines
@@ -48,4 +52,16 @@ job_events = Table(
     Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+)
+
+# The secret values a running job masks, sealed (server/masks.py: encrypted with a key derived
+# from a token the server does not store), one row per value and key ("job": the job's write
+# token, "runner": the runner token). Deleted when the job finishes.
+job_masks = Table(
+    "job_masks",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(8), primary_key=True),
+    Column("sealed", Text, nullable=False),
 )

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, func, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from logstream.protocol import STATUSES_FINAL
 from logstream.server.store.driver import Prepared, fetch_raw
-from logstream.server.store.models import job_events, jobs, lines
+from logstream.server.store.models import job_events, job_masks, jobs, lines
 
 
 def iso(ms: int | None) -> str | None:
@@ -77,6 +77,7 @@ class JobState:
     line_count: int
     status: str
     exit_code: int | None
+    mask_version: int = 0
 
 
 _JOB_COLUMNS = (
@@ -144,7 +145,7 @@ async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
 
 
 _LOCK_JOB = Prepared(
-    select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code)
+    select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code, jobs.c.mask_version)
     .where(jobs.c.id == bindparam("job_id"))
     .with_for_update()
 )
@@ -178,8 +179,10 @@ def lock_job(conn: Connection, job_id: int) -> JobState | None:
     rows = _LOCK_JOB.rows(conn, job_id=job_id)
     if not rows:
         return None
-    line_count, status, exit_code = rows[0]
-    return JobState(line_count=line_count, status=status, exit_code=exit_code)
+    line_count, status, exit_code, mask_version = rows[0]
+    return JobState(
+        line_count=line_count, status=status, exit_code=exit_code, mask_version=mask_version
+    )
 
 
 async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, JobState]:
@@ -284,6 +287,79 @@ def finish_job(
         update(jobs)
         .where(jobs.c.id == job_id)
         .values(status=status, exit_code=exit_code, finished_ms=now_ms)
+    )
+
+
+# --- masks (server/masks.py) ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMasks:
+    """A job's mask state: its version, whether a private-key block is open, and its sealed
+    values as {seq: {key: sealed}}."""
+
+    version: int
+    block: bool
+    sealed: dict[int, dict[str, str]]
+
+
+async def read_masks(conn: AsyncConnection, job_id: int) -> StoredMasks | None:
+    """A job's mask state (None for an unknown job).
+
+    The version is read before the values: values and version change in one transaction, so
+    values read afterwards are at least those of that version (an append checks the version
+    under the job's lock, so a newer one only means a retry, never a missed value).
+    """
+    row = (
+        await conn.execute(
+            select(jobs.c.mask_version, jobs.c.mask_block).where(jobs.c.id == job_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    sealed: dict[int, dict[str, str]] = {}
+    query = select(job_masks.c.seq, job_masks.c.key, job_masks.c.sealed).where(
+        job_masks.c.job_id == job_id
+    )
+    for seq, key, value in await conn.execute(query):
+        sealed.setdefault(seq, {})[key] = value
+    return StoredMasks(int(row[0]), bool(row[1]), sealed)
+
+
+def add_masks(
+    conn: Connection,
+    job_id: int,
+    sealed: Sequence[dict[str, str]],
+    block: bool | None,
+    version: int,
+) -> None:
+    """Store more sealed values (and the block state, when given) as mask version `version`."""
+    if sealed:
+        last = conn.execute(
+            select(func.max(job_masks.c.seq)).where(job_masks.c.job_id == job_id)
+        ).scalar_one()
+        first = 0 if last is None else int(last) + 1
+        conn.execute(
+            job_masks.insert(),
+            [
+                {"job_id": job_id, "seq": first + i, "key": key, "sealed": value}
+                for i, keys in enumerate(sealed)
+                for key, value in keys.items()
+            ],
+        )
+    values: dict[str, Any] = {"mask_version": version}
+    if block is not None:
+        values["mask_block"] = int(block)
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+def erase_masks(conn: Connection, job_id: int) -> None:
+    """Forget a job's mask values (it has finished: nothing more will be masked)."""
+    conn.execute(delete(job_masks).where(job_masks.c.job_id == job_id))
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(mask_version=jobs.c.mask_version + 1, mask_block=0)
     )
 
 
