@@ -167,6 +167,44 @@ _runner_token = click.option(
 )
 
 
+_mask_env = click.option(
+    "--mask-env",
+    "mask_env",
+    multiple=True,
+    metavar="NAME",
+    help="Mask the value of this environment variable in the output (repeatable; a value"
+    " shorter than 6 characters is refused).",
+)
+_mask_env_patterns = click.option(
+    "--mask-env-pattern",
+    "mask_env_patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Mask the values of variables whose names match (repeatable; replaces the default"
+    " *_TOKEN, *_SECRET, *_PASSWORD, *_KEY, *_PRIVATE_KEY, *_ACCESS_KEY, *_SECRET_KEY,"
+    " *_CONNECTION_STRING; LOGSTREAM_MASK_ENV_PATTERNS, comma-separated, 'none' for none).",
+)
+
+
+def _mask_options(names: tuple[str, ...], env_patterns: tuple[str, ...]) -> Any:
+    """What `run` and `push` mask (see runner/run.py MaskOptions)."""
+    from logstream import masking
+    from logstream.runner.run import MaskOptions
+
+    patterns: tuple[str, ...] = tuple(env_patterns)
+    if not patterns:
+        raw = os.environ.get("LOGSTREAM_MASK_ENV_PATTERNS")
+        if raw is None or not raw.strip():
+            patterns = masking.DEFAULT_ENV_PATTERNS
+        elif raw.strip().lower() != "none":
+            patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+    try:
+        formats = masking.pattern_names(os.environ.get("LOGSTREAM_MASK_PATTERNS", "all"))
+    except masking.MaskError as error:
+        raise click.UsageError(f"LOGSTREAM_MASK_PATTERNS: {error}") from None
+    return MaskOptions(names=names, env_patterns=patterns, patterns=formats)
+
+
 # How long `run` and `push` wait for an absent server once the output has ended: a log server
 # that is away must not hold a CI step for long (what is left is kept for `resend`).
 GIVE_UP_AFTER_OUTPUT = 30.0
@@ -201,6 +239,8 @@ def _give_up(what: str, default: float = 300.0) -> Callable[[F], F]:
     is_flag=True,
     help="Exit 125 without running the command when no job can be created at start.",
 )
+@_mask_env
+@_mask_env_patterns
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     server: str,
@@ -209,6 +249,8 @@ def run(
     tty: bool,
     give_up: float,
     require_server: bool,
+    mask_env: tuple[str, ...],
+    mask_env_patterns: tuple[str, ...],
     command: tuple[str, ...],
 ) -> None:
     """Run a command as a job, streaming its output: `logstream run -- make test`.
@@ -222,9 +264,14 @@ def run(
     created once it answers (--require-server exits 125 instead); what never reached it is kept
     in a file for `logstream resend`. Exit status: the command's (128+N if killed by signal N),
     126/127 if it cannot be run, 125 for a bad --server or with --require-server.
+
+    Secrets are masked (as ***) before any line leaves this machine: the values of --mask-env
+    variables and of variables named like *_TOKEN or *_PASSWORD (--mask-env-pattern), values
+    the output declares with a line `::add-mask::VALUE`, and well-known token formats.
     """
     from logstream.runner.run import EXIT_ERROR, run_command
 
+    masks = _mask_options(mask_env, mask_env_patterns)
     with _client_errors(EXIT_ERROR):
         code = run_command(
             server,
@@ -235,6 +282,7 @@ def run(
             give_up=give_up,
             warn=_warn,
             require_server=require_server,
+            masks=masks,
         )
     raise click.exceptions.Exit(code)
 
@@ -273,6 +321,8 @@ def resend(path: str, server: str | None, runner_token: str | None, give_up: flo
 )
 @click.option("--exit-code", type=int, default=None, help="The exit code --finish records.")
 @_give_up("at the end of the input", GIVE_UP_AFTER_OUTPUT)
+@_mask_env
+@_mask_env_patterns
 def push(
     job: int | None,
     server: str,
@@ -282,6 +332,8 @@ def push(
     finish: str | None,
     exit_code: int | None,
     give_up: float,
+    mask_env: tuple[str, ...],
+    mask_env_patterns: tuple[str, ...],
 ) -> None:
     """Append stdin to a job: `make 2>&1 | logstream push 42` (or --name NAME for a new one).
 
@@ -292,6 +344,7 @@ def push(
         raise click.UsageError("give either JOB or --name NAME (to create a job)")
     from logstream.runner.run import push_input
 
+    masks = _mask_options(mask_env, mask_env_patterns)
     with _client_errors():
         code = push_input(
             server,
@@ -303,6 +356,7 @@ def push(
             exit_code=exit_code,
             give_up=give_up,
             warn=_warn,
+            masks=masks,
         )
     raise click.exceptions.Exit(code)
 

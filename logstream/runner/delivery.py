@@ -48,7 +48,7 @@ class Pump:
 
     def add(self, fd: int, echo: IO[bytes] | None) -> None:
         """Read `fd`; copy what arrives to `echo` (if any)."""
-        self._sources[fd] = (LineAssembler(), echo)
+        self._sources[fd] = (LineAssembler(hold=self.spool.unsafe_tail), echo)
 
     def run(
         self,

@@ -8,6 +8,11 @@ writes after it starts a new line. (A bare line end that merely closes a release
 empty line.) This is the price of seeing a prompt live; the local terminal still shows the
 output unchanged.
 
+Both mask secrets (`logstream.masking`) before anything leaves the machine: the spool masks each
+line as it is added (following `::add-mask::` lines), and the assembler, when it releases a line
+in progress early, holds back a tail that could be the start of a secret (`hold`), so a secret
+written in two parts still reaches the masker whole.
+
 `Spool` numbers the lines and keeps those the server has not acknowledged: in memory up to a
 limit, then in an unlinked temporary file, so a long outage costs disk, not memory, and no line.
 """
@@ -19,9 +24,11 @@ import collections
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 from logstream import logtext
+from logstream.masking import Masker
 
 #: Release a line in progress after it has waited this long (seconds).
 PARTIAL_WAIT = 0.5
@@ -34,9 +41,15 @@ MEMORY_BYTES = 16 * 1024 * 1024
 class LineAssembler:
     """Splits one output stream into lines; holds a line in progress for at most `wait` seconds."""
 
-    def __init__(self, wait: float = PARTIAL_WAIT, max_chars: int = MAX_LINE_CHARS) -> None:
+    def __init__(
+        self,
+        wait: float = PARTIAL_WAIT,
+        max_chars: int = MAX_LINE_CHARS,
+        hold: Callable[[str], int] | None = None,
+    ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._wait = wait
+        self._hold = hold  # how much of a line in progress may be a secret's start
         self._max_chars = max_chars
         self._partial = ""
         self._since: float | None = None
@@ -87,8 +100,12 @@ class LineAssembler:
 
     def _release(self) -> list[str]:
         text = self._partial
-        self._partial, self._since = "", None
-        text = text.removesuffix("\r")  # it may be the first half of a CR LF
+        keep = self._hold(text) if self._hold is not None else 0
+        self._since = None  # with a tail held back, the wait starts again with more output
+        if keep >= len(text):
+            return []  # all of it may start a secret: wait for more, or for the line's end
+        self._partial = text[len(text) - keep :] if keep else ""
+        text = text[: len(text) - keep].removesuffix("\r")  # it may be the first half of CR LF
         self._released = True
         return [text]
 
@@ -96,8 +113,11 @@ class LineAssembler:
 class Spool:
     """Numbered lines not yet acknowledged, oldest first; memory up to a limit, then a temp file."""
 
-    def __init__(self, first: int = 1, memory_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(
+        self, first: int = 1, memory_bytes: int = MEMORY_BYTES, masker: Masker | None = None
+    ) -> None:
         self.cond = threading.Condition()
+        self.masker = masker  # the job's masks so far (None: lines are taken as they are)
         self.first = first  # the number of the oldest unacknowledged line
         self.next = first  # the number the next added line gets
         self.closed = False
@@ -119,13 +139,20 @@ class Spool:
         """True while some lines wait on disk."""
         return self._file_lines > 0
 
+    def unsafe_tail(self, text: str) -> int:
+        """How much of the end of a line in progress may start a secret (see LineAssembler)."""
+        masker = self.masker
+        return 0 if masker is None else masker.unsafe_tail(text)
+
     def add(self, lines: list[str]) -> None:
-        """Append lines (cleaned of what no store can hold); wake the sender."""
+        """Append lines (cleaned of what no store can hold, then masked); wake the sender."""
         if not lines:
             return
         with self.cond:
+            lines = [logtext.clean(line) for line in lines]
+            if self.masker is not None:
+                lines, self.masker = self.masker.scan(lines)
             for line in lines:
-                line = logtext.clean(line)
                 size = len(line.encode("utf-8")) + 1
                 if self._file_lines or (self._mem and self._mem_size + size > self._memory_bytes):
                     self._spill(line)

@@ -12,15 +12,19 @@ bounded time after the command exits, and exits with the command's own status.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import socket
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from logstream import masking
+from logstream.masking import Masker
 from logstream.runner.child import Child, SpawnError
 from logstream.runner.client import Client, ClientError
 from logstream.runner.delivery import Delivery, Pump, SignalState, Warn
@@ -30,6 +34,46 @@ from logstream.runner.outbox import Spool
 EXIT_ERROR = 125
 #: How long job creation retries a server that is momentarily away (seconds, roughly).
 CREATE_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskOptions:
+    """What `run` and `push` mask: variables named (--mask-env), variables whose names match
+    `env_patterns`, and the token formats `patterns` names (logstream.masking.PATTERNS)."""
+
+    names: Sequence[str] = ()
+    env_patterns: Sequence[str] = masking.DEFAULT_ENV_PATTERNS
+    patterns: Sequence[str] = tuple(masking.PATTERNS)
+
+
+def build_masker(options: MaskOptions, env: Mapping[str, str], warn: Warn) -> Masker:
+    """The Masker of a job: raises MaskError for a named variable too short to mask; a
+    variable that merely matches a pattern and is too short is left out. Messages name
+    variables, never show a value."""
+    values: dict[str, str] = {}
+    for name in options.names:
+        value = env.get(name)
+        if not value:
+            warn(f"--mask-env {name}: the variable is not set; nothing to mask")
+            continue
+        masking.check_value(value, f"--mask-env {name}")
+        values[name] = value
+    for name, value in masking.env_secrets(env, options.env_patterns).items():
+        if name in values:
+            continue
+        try:
+            masking.check_value(value, name)
+        except masking.MaskError:
+            continue  # FOO_KEY=1 is hardly a secret (--mask-env FOO_KEY refuses it loudly)
+        values[name] = value
+    return Masker(values.values(), options.patterns)
+
+
+def _masker(masks: MaskOptions | None, warn: Warn) -> Masker:
+    try:
+        return build_masker(masks or MaskOptions(), os.environ, warn)
+    except masking.MaskError as error:
+        raise ClientError(f"{error}; refusing to run without masking it") from None
 
 
 def create_job(
@@ -81,18 +125,31 @@ def run_command(
     give_up: float,
     warn: Warn,
     require_server: bool = False,
+    masks: MaskOptions | None = None,
 ) -> int:
     """Run `argv` as a job; return the command's exit status.
 
     With `require_server`, a job that cannot be created at start raises ClientError (the CLI
-    exits EXIT_ERROR without running the command); without, the command runs anyway.
+    exits EXIT_ERROR without running the command); without, the command runs anyway. Secrets
+    (`masks`) are masked in every line, the job's name and its meta before they are sent;
+    a named variable too short to mask raises MaskError before anything runs.
     """
+    masker = _masker(masks, warn)
     signals = SignalState()
     signals.install()  # from here on Ctrl-C ends the job as canceled, never leaves it running
     try:
         with Client(server) as client:
             return _run(
-                client, argv, name, runner_token, tty, give_up, warn, signals, require_server
+                client,
+                argv,
+                name,
+                runner_token,
+                tty,
+                give_up,
+                warn,
+                signals,
+                require_server,
+                masker,
             )
     finally:
         signals.restore()
@@ -108,10 +165,13 @@ def _run(
     warn: Warn,
     signals: SignalState,
     require_server: bool,
+    masker: Masker,
 ) -> int:
-    meta = {"command": command_meta(argv), "host": socket.gethostname()}
-    title = name or job_name(argv)
-    spool = Spool()
+    # The command line may hold a secret the shell expanded (curl -H "...$TOKEN").
+    meta = masking.mask_json(masker, {"command": command_meta(argv), "host": socket.gethostname()})
+    assert isinstance(meta, dict)
+    title = masker.mask(name or job_name(argv))
+    spool = Spool(masker=masker)
     env = dict(os.environ)
     try:
         job = create_job(client, title, meta, runner_token)
@@ -247,12 +307,15 @@ def push_input(
     give_up: float,
     warn: Warn,
     fd: int = 0,
+    masks: MaskOptions | None = None,
 ) -> int:
-    """Append what `fd` (stdin) carries to a job, finishing it at the end if asked; 0 if all did."""
+    """Append what `fd` (stdin) carries to a job, finishing it at the end if asked; 0 if all did.
+    Secrets (`masks`) are masked as `run_command` masks them."""
+    masker = _masker(masks, warn)
     with Client(server) as client:
         if job_id is None:
             meta = {"source": "push", "host": socket.gethostname()}
-            job = create_job(client, name or "push", meta, runner_token)
+            job = create_job(client, masker.mask(name or "push"), meta, runner_token)
             job_id, token, first = job["id"], job["token"], 1
             warn(f"job {job_id}: {client.job_url(job_id)}")
         else:
@@ -269,7 +332,7 @@ def push_input(
                 )
             first = int(job.get("line_count", 0)) + 1
         assert token is not None
-        spool = Spool(first)
+        spool = Spool(first, masker=masker)
         delivery = Delivery(client, job_id, token, spool, warn).start()
         interrupted = False
         pump = Pump(spool)
