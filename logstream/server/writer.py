@@ -104,9 +104,11 @@ class MaskChange:
     the append checks under the job's lock, and what it adds to them."""
 
     version: int
-    sealed: Sequence[dict[str, str]] = ()  # values added by ::add-mask:: lines, sealed
+    sealed: Sequence[str] = ()  # values added by ::add-mask:: lines, sealed
+    keys: dict[str, str] = dataclasses.field(default_factory=dict)  # a new data key, sealed
     block: bool | None = None  # the private-key block state after the lines, if it changed
     mask: Callable[[str], str] | None = None  # masks a stored line, for the overlap check
+    data_key: bytes | None = None  # what the values are sealed with (kept by the cache)
 
     @property
     def changes(self) -> bool:
@@ -194,18 +196,19 @@ class Writer:
         self,
         name: str,
         meta: dict[str, Any],
-        seal: Callable[[str], Sequence[dict[str, str]]] | None = None,
+        seal: Callable[[str], MaskChange] | None = None,
     ) -> tuple[Job, str]:
         """Create a running job; returns it with its write token (only the hash is stored).
-        `seal(token)` gives the job's declared mask values, sealed (server/masks.py)."""
+        `seal(token)` gives the job's masks: its data key and declared values, sealed."""
         token = new_token()
-        sealed = seal(token) if seal is not None else ()
+        masks = seal(token) if seal is not None else None
 
         def run(conn: Connection) -> tuple[Job, Hint | None]:
             now = now_ms()
             job = queries.create_job(conn, name, meta, hash_token(token), now)
-            if sealed:
-                queries.add_masks(conn, job.id, sealed, None, 1)
+            if masks is not None:
+                version = masks.version + 1 if masks.changes else masks.version
+                queries.add_masks(conn, job.id, masks.keys, masks.sealed, None, version)
             event_id = queries.add_job_event(conn, job.id, "created", now)
             return job, Hint(job.id, 0, event_id=event_id)
 
@@ -262,7 +265,9 @@ class Writer:
                 )
             queries.insert_lines(conn, job_id, count + 1, new, now_ms())
             if masks is not None and masks.changes:
-                queries.add_masks(conn, job_id, masks.sealed, masks.block, masks.version + 1)
+                queries.add_masks(
+                    conn, job_id, masks.keys, masks.sealed, masks.block, masks.version + 1
+                )
             line_count = count + len(new)
             result = AppendResult(
                 first=start,

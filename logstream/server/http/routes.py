@@ -110,10 +110,9 @@ async def create_job() -> Response:
     masker = masking.Masker(values, svc.masks.patterns)
     name, meta = masker.mask(logtext.clean(name)), masking.mask_json(masker, meta)
     assert isinstance(meta, dict)
-    job, token = await svc.writer.create_job(
-        name, meta, (lambda token: svc.masks.seal_all(values, token)) if values else None
-    )
-    svc.masks.created(job.id, values)
+    data_key, sealed = svc.masks.new_job(values)
+    job, token = await svc.writer.create_job(name, meta, sealed)
+    svc.masks.created(job.id, values, data_key)
     body = job.to_json()
     body["token"] = token
     return json_response(body, 201)

@@ -54,9 +54,10 @@ job_events = Table(
     Column("created_ms", BigInteger, nullable=False),
 )
 
-# The secret values a running job masks, sealed (server/masks.py: encrypted with a key derived
-# from a token the server does not store), one row per value and key ("job": the job's write
-# token, "runner": the runner token). Deleted when the job finishes.
+# The secret values a running job masks, sealed (server/masks.py): rows seq >= 0 hold the values
+# encrypted with the job's data key; rows seq -1 hold that key, encrypted with a key derived
+# from a token the server does not store (key "job": the job's write token, "runner": the
+# runner token). Deleted when the job finishes.
 job_masks = Table(
     "job_masks",
     metadata,

@@ -295,12 +295,13 @@ def finish_job(
 
 @dataclasses.dataclass(frozen=True)
 class StoredMasks:
-    """A job's mask state: its version, whether a private-key block is open, and its sealed
-    values as {seq: {key: sealed}}."""
+    """A job's mask state: its version, whether a private-key block is open, its data key
+    sealed per token kind ({kind: sealed}), and its values sealed with that key, in order."""
 
     version: int
     block: bool
-    sealed: dict[int, dict[str, str]]
+    keys: dict[str, str]
+    values: list[str]
 
 
 async def read_masks(conn: AsyncConnection, job_id: int) -> StoredMasks | None:
@@ -317,40 +318,47 @@ async def read_masks(conn: AsyncConnection, job_id: int) -> StoredMasks | None:
     ).first()
     if row is None:
         return None
-    sealed: dict[int, dict[str, str]] = {}
-    query = select(job_masks.c.seq, job_masks.c.key, job_masks.c.sealed).where(
-        job_masks.c.job_id == job_id
+    keys: dict[str, str] = {}
+    values: list[str] = []
+    query = (
+        select(job_masks.c.seq, job_masks.c.key, job_masks.c.sealed)
+        .where(job_masks.c.job_id == job_id)
+        .order_by(job_masks.c.seq)
     )
-    for seq, key, value in await conn.execute(query):
-        sealed.setdefault(seq, {})[key] = value
-    return StoredMasks(int(row[0]), bool(row[1]), sealed)
+    for seq, key, sealed in await conn.execute(query):
+        if seq < 0:
+            keys[key] = sealed
+        else:
+            values.append(sealed)
+    return StoredMasks(int(row[0]), bool(row[1]), keys, values)
 
 
 def add_masks(
     conn: Connection,
     job_id: int,
-    sealed: Sequence[dict[str, str]],
+    keys: dict[str, str],
+    values: Sequence[str],
     block: bool | None,
     version: int,
 ) -> None:
-    """Store more sealed values (and the block state, when given) as mask version `version`."""
-    if sealed:
+    """Store a job's sealed data key (per token kind), more sealed values, and the block
+    state (when given), as mask version `version`."""
+    rows = [{"job_id": job_id, "seq": -1, "key": kind, "sealed": v} for kind, v in keys.items()]
+    if values:
         last = conn.execute(
             select(func.max(job_masks.c.seq)).where(job_masks.c.job_id == job_id)
         ).scalar_one()
-        first = 0 if last is None else int(last) + 1
-        conn.execute(
-            job_masks.insert(),
-            [
-                {"job_id": job_id, "seq": first + i, "key": key, "sealed": value}
-                for i, keys in enumerate(sealed)
-                for key, value in keys.items()
-            ],
-        )
-    values: dict[str, Any] = {"mask_version": version}
+        first = 0 if last is None or last < 0 else int(last) + 1
+        rows += [
+            {"job_id": job_id, "seq": first + i, "key": "value", "sealed": v}
+            for i, v in enumerate(values)
+        ]
+    if rows:
+        conn.execute(job_masks.insert(), rows)
+    update_values: dict[str, Any] = {"mask_version": version}
     if block is not None:
-        values["mask_block"] = int(block)
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+        update_values["mask_block"] = int(block)
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**update_values))
 
 
 def erase_masks(conn: Connection, job_id: int) -> None:
