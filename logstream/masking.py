@@ -231,24 +231,33 @@ def _trie_regex(words: Iterable[str]) -> str:
     return emit(trie)
 
 
-def _compile(values: Iterable[str], patterns: Sequence[str]) -> re.Pattern[str] | None:
+_Layer = tuple[frozenset[str], re.Pattern[str]]
+
+
+def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
     words: set[str] = set()
     for value in values:
         words |= variants(value)
-    parts = [PATTERNS[name] for name in patterns]
-    if words:
-        parts.insert(0, _trie_regex(words))
-    if not parts:
-        return None
-    return re.compile("|".join(parts), re.DOTALL)
+    return re.compile(_trie_regex(words)) if words else None
+
+
+def _layers_of(values: frozenset[str], patterns: Sequence[str]) -> tuple[_Layer, ...]:
+    """The patterns and the values, each as an expression of its own: alone, each starts with
+    literals, so the engine skips ahead over positions no alternative can start at (in one
+    expression a line with 10 values took 6 us instead of 2.6)."""
+    layers: list[_Layer] = []
+    if patterns:
+        layers.append((frozenset(), re.compile("|".join(PATTERNS[p] for p in patterns), re.S)))
+    regex = _compile(values)
+    if regex is not None:
+        layers.append((values, regex))
+    return tuple(layers)
 
 
 #: Values added one by one (`::add-mask::` lines) go into a small expression of their own, so
 #: adding one recompiles at most this many values instead of all of them (with 950 values a
 #: full compile takes ~0.4 s); a full layer starts the next.
 LAYER_VALUES = 64
-
-_Layer = tuple[frozenset[str], re.Pattern[str]]
 
 
 class Masker:
@@ -268,9 +277,8 @@ class Masker:
         self.patterns = tuple(patterns)
         self.in_key = in_key  # inside a multi-line private-key block
         if _layers is None:
-            regex = _compile(self.values, self.patterns)
-            _layers = () if regex is None else ((self.values, regex),)
-        self._layers = _layers  # the first with the patterns, then values added later
+            _layers = _layers_of(self.values, self.patterns)
+        self._layers = _layers  # the patterns, the values, then values added later
         self._regexes = tuple(regex for _, regex in _layers)
         self._prefixes: frozenset[str] | None = None
 
@@ -288,9 +296,9 @@ class Masker:
         if not new:
             return self
         layers = list(self._layers)
-        if len(layers) > 1 and len(layers[-1][0]) < LAYER_VALUES:
+        if layers and layers[-1][0] and len(layers[-1][0]) < LAYER_VALUES:
             new |= layers.pop()[0]
-        regex = _compile(new, ())
+        regex = _compile(new)
         assert regex is not None
         layers.append((new, regex))
         return Masker(self.values | new, self.patterns, in_key=self.in_key, _layers=tuple(layers))
