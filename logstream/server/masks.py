@@ -26,6 +26,8 @@ import hmac
 import secrets
 from collections.abc import Callable, Sequence
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.masking import Masker, MaskError, pattern_names
@@ -36,8 +38,7 @@ from logstream.server.writer import MaskChange
 CACHE_SIZE = 10_000
 KEY_JOB = "job"
 KEY_RUNNER = "runner"
-_NONCE = 16
-_TAG = 16
+_NONCE = 12  # GCM's standard nonce size
 
 
 def mask_key(token: str) -> bytes:
@@ -46,28 +47,18 @@ def mask_key(token: str) -> bytes:
 
 
 def seal(key: bytes, value: str) -> str:
-    """Encrypt and authenticate `value`: SHAKE-256 keystream (key, random nonce), HMAC tag."""
+    """Encrypt and authenticate `value` (AES-256-GCM from `cryptography`, a random nonce)."""
     nonce = secrets.token_bytes(_NONCE)
-    data = value.encode("utf-8")
-    stream = hashlib.shake_256(key + nonce).digest(len(data))
-    cipher = (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data))
-    tag = hmac.new(key, nonce + cipher, hashlib.sha256).digest()[:_TAG]
-    return base64.b64encode(nonce + cipher + tag).decode("ascii")
+    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, value.encode(), None)).decode()
 
 
 def unseal(key: bytes, sealed: str) -> str | None:
     """The value `seal` sealed with `key`, or None for another key or altered data."""
     try:
         raw = base64.b64decode(sealed, validate=True)
-    except ValueError:
+        return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], None).decode()
+    except (ValueError, InvalidTag):
         return None
-    nonce, cipher, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
-    expected = hmac.new(key, nonce + cipher, hashlib.sha256).digest()[:_TAG]
-    if len(raw) < _NONCE + _TAG or not hmac.compare_digest(tag, expected):
-        return None
-    stream = hashlib.shake_256(key + nonce).digest(len(cipher))
-    data = (int.from_bytes(cipher, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(cipher))
-    return data.decode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
