@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, current_app, send_from_directory
 
 from logstream.server.errors import NotFound
 from logstream.server.http.core import parse_job_id
 from logstream.server.http.routes import error_response
 from logstream.server.shipped import shipped_dir
+from logstream.server.store import queries
 
 WEB_DIR = shipped_dir("logstream.web")
 
@@ -47,9 +48,16 @@ async def job_page(job_id: str) -> Response:
     """The log viewer of one job (the page reads the job id from its URL).
 
     The id is checked as the API checks it (ASCII digits only): Werkzeug's int converter
-    also takes other Unicode digits ("/jobs/%D9%A1" would show job 1).
+    also takes other Unicode digits ("/jobs/%D9%A1" would show job 1). A job that does not
+    exist answers 404 with a page that says so.
     """
-    parse_job_id(job_id)
+    number = parse_job_id(job_id)
+    async with current_app.extensions["logstream"].engine.connect() as conn:
+        job = await queries.get_job(conn, number)
+    if job is None:
+        response = await send_from_directory(WEB_DIR, "notfound.html")
+        response.status_code = 404
+        return response
     return await send_from_directory(WEB_DIR, "job.html")
 
 
