@@ -1,137 +1,66 @@
-// One stored log line -> what a terminal would show at the end of it, as styled runs -> DOM.
-//
-// SGR (colours, bold, italic, underline, ...) is parsed by the vendored `anser` library
-// (window.Anser). Before it sees the text, everything anser does not understand is removed
-// (OSC titles and hyperlinks, cursor movement, charset switches, stray control characters), so
-// no escape sequence ever shows as garbage, and erase-in-line (`ESC[K`) is kept as a marker.
-// Carriage returns then get terminal semantics: the cursor goes back to column 0 and later text
-// overwrites earlier text (`50%\r100%` shows `100%`; GitLab's `section_start:...\r\e[0KTitle`
-// shows `Title`). The DOM is built with textContent only: log text is never parsed as HTML.
+// Styled runs of a log line (term.js: what a terminal shows) -> DOM, with web addresses as links
+// and search hits marked. The 16 named colours get theme classes (app.css sets them per theme);
+// 256-colour and truecolour ones an inline rgb(). The DOM is built with text nodes and
+// textContent only: log text is never parsed as HTML.
 
-const ERASE_RIGHT = "\x01"; // ESC[K / ESC[0K: erase from the cursor to the end of the line
-const ERASE_LEFT = "\x02"; // ESC[1K: erase from the start of the line to the cursor
-const ERASE_ALL = "\x03"; // ESC[2K: erase the whole line (the cursor stays)
+import { BOLD, DIM, ITALIC, UNDERLINE, BLINK, INVERSE, HIDDEN, STRIKE, penKey } from "./term.js";
 
-// One alternation per kind of sequence; the callback decides what survives.
-const ESCAPES = new RegExp(
-  [
-    "\\x1b\\[([\\x30-\\x3f]*)([\\x20-\\x2f]*)([\\x40-\\x7e])", // CSI: SGR, erase, cursor, modes
-    "\\x1b\\[[\\x30-\\x3f]*[\\x20-\\x2f]*$", // a CSI cut off at the end of the line
-    "\\x1b\\][^\\x07\\x1b]*(?:\\x07|\\x1b\\\\)?", // OSC: window title, hyperlink (text stays)
-    "\\x1b[PX^_][^\\x1b]*(?:\\x1b\\\\)?", // DCS, SOS, PM, APC strings
-    "\\x1b[\\x20-\\x2f]*[\\x30-\\x7e]?", // two-character escapes: charsets, keypad modes, ...
-    "[\\x00-\\x08\\x0a-\\x0c\\x0e-\\x1a\\x1c-\\x1f\\x7f]", // other C0 controls (TAB, CR kept)
-  ].join("|"),
-  "g",
-);
+export { parseLine, plainText } from "./term.js";
 
-function normaliseSgr(params) {
-  // ITU T.416 colon forms (38:2::r:g:b, 38:5:n, 4:3) into the semicolon forms anser reads.
-  if (params.indexOf(":") === -1) return params;
-  return params
-    .split(";")
-    .map((part) => {
-      if (part.indexOf(":") === -1) return part;
-      const sub = part.split(":");
-      if ((sub[0] === "38" || sub[0] === "48") && sub[1] === "2") {
-        const rgb = sub.length >= 6 ? sub.slice(3, 6) : sub.slice(2, 5);
-        return [sub[0], "2", ...rgb.map((v) => v || "0")].join(";");
-      }
-      if ((sub[0] === "38" || sub[0] === "48") && sub[1] === "5") return `${sub[0]};5;${sub[2] || 0}`;
-      if (sub[0] === "4") return sub[1] === "0" ? "24" : "4";
-      return "";
-    })
-    .join(";");
+const NAMES = ["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"];
+const FLAG_CLASSES = [
+  [BOLD, "ansi-bold"], [DIM, "ansi-dim"], [ITALIC, "ansi-italic"], [UNDERLINE, "ansi-underline"],
+  [BLINK, "ansi-blink"], [HIDDEN, "ansi-hidden"], [STRIKE, "ansi-strikethrough"],
+];
+
+/** The xterm palette: index 16-255 -> "rgb(...)" (0-15 are theme classes). */
+function paletteRgb(index) {
+  if (index >= 232) {
+    const v = 8 + (index - 232) * 10;
+    return `rgb(${v}, ${v}, ${v})`;
+  }
+  const i = index - 16;
+  const level = (v) => (v === 0 ? 0 : 55 + v * 40);
+  return `rgb(${level(Math.floor(i / 36))}, ${level(Math.floor(i / 6) % 6)}, ${level(i % 6)})`;
 }
 
-/** Keep only SGR sequences (for anser) and erase-in-line markers; drop every other control. */
-export function sanitise(text) {
-  return text.replace(ESCAPES, (match, params, inter, final) => {
-    if (final === undefined) return "";
-    if (inter !== "") return "";
-    if (final === "m" && /^[0-9;:]*$/.test(params)) return `\x1b[${normaliseSgr(params)}m`;
-    if (final === "K") {
-      if (params === "" || params === "0") return ERASE_RIGHT;
-      if (params === "1") return ERASE_LEFT;
-      if (params === "2") return ERASE_ALL;
-    }
-    return "";
-  });
+function colourStyle(value, kind, classes) {
+  // -> an inline colour, or null after adding a theme class
+  if (value === null) return null;
+  if (typeof value === "string") return value;
+  if (value < 16) {
+    classes.push(`ansi-${kind}-${value >= 8 ? "bright-" : ""}${NAMES[value % 8]}`);
+    return null;
+  }
+  return paletteRgb(value);
 }
 
-// The 16 standard colours anser reports as RGB strings; they get theme classes instead.
-const NAMED = {
-  "0, 0, 0": "black", "187, 0, 0": "red", "0, 187, 0": "green", "187, 187, 0": "yellow",
-  "0, 0, 187": "blue", "187, 0, 187": "magenta", "0, 187, 187": "cyan", "255,255,255": "white",
-  "85, 85, 85": "bright-black", "255, 85, 85": "bright-red", "0, 255, 0": "bright-green",
-  "255, 255, 85": "bright-yellow", "85, 85, 255": "bright-blue", "255, 85, 255": "bright-magenta",
-  "85, 255, 255": "bright-cyan", "255, 255, 255": "bright-white",
-};
+const styles = new Map(); // pen key -> {cls, fg, bg}
 
-function chunkStyle(chunk) {
-  // -> {cls: "ansi-fg-red ansi-bold", fg: "rgb(...)", bg: "rgb(...)"} or null for plain text
-  if (!chunk.fg && !chunk.bg && (!chunk.decorations || chunk.decorations.length === 0)) return null;
+/** {cls, fg, bg} for a pen, or null for the default one. */
+export function penStyle(pen) {
+  const key = penKey(pen);
+  if (key === null) return null;
+  let style = styles.get(key);
+  if (style) return style;
   const classes = [];
-  const style = { cls: "", fg: null, bg: null };
-  if (chunk.fg) {
-    if (NAMED[chunk.fg]) classes.push(`ansi-fg-${NAMED[chunk.fg]}`);
-    else style.fg = `rgb(${chunk.fg})`;
+  let fg = pen.fg;
+  let bg = pen.bg;
+  if (pen.flags & INVERSE) {
+    [fg, bg] = [bg, fg];
+    if (fg === null) classes.push("ansi-fg-inverse");
+    if (bg === null) classes.push("ansi-bg-inverse");
   }
-  if (chunk.bg) {
-    if (NAMED[chunk.bg]) classes.push(`ansi-bg-${NAMED[chunk.bg]}`);
-    else style.bg = `rgb(${chunk.bg})`;
-  }
-  for (const decoration of new Set(chunk.decorations || [])) classes.push(`ansi-${decoration}`);
+  style = { cls: "", fg: colourStyle(fg, "fg", classes), bg: colourStyle(bg, "bg", classes) };
+  for (const [flag, cls] of FLAG_CLASSES) if (pen.flags & flag) classes.push(cls);
   style.cls = classes.join(" ");
+  if (styles.size > 4096) styles.clear();
+  styles.set(key, style);
   return style;
 }
 
-/** The line as runs [{text, style}] of what a terminal shows at its end. */
-export function parseLine(raw) {
-  const clean = sanitise(raw);
-  let chunks;
-  if (clean.indexOf("\x1b") === -1) {
-    chunks = [{ content: clean, style: null }];
-  } else {
-    chunks = new window.Anser()
-      .ansiToJson(clean, { remove_empty: true, use_classes: false })
-      .map((chunk) => ({ content: chunk.content, style: chunkStyle(chunk) }));
-  }
-  if (!/[\r\x01-\x03]/.test(clean)) {
-    return chunks.map((c) => ({ text: c.content, style: c.style }));
-  }
-  // Terminal overwrite: one cell per character; CR moves the cursor back to column 0.
-  const cells = [];
-  let cursor = 0;
-  for (const chunk of chunks) {
-    for (const ch of chunk.content) {
-      if (ch === "\r") cursor = 0;
-      else if (ch === ERASE_RIGHT) cells.length = Math.min(cells.length, cursor);
-      else if (ch === ERASE_LEFT) {
-        for (let i = 0; i < Math.min(cursor + 1, cells.length); i++) cells[i] = [" ", null];
-      } else if (ch === ERASE_ALL) cells.length = 0;
-      else {
-        while (cells.length < cursor) cells.push([" ", null]);
-        cells[cursor++] = [ch, chunk.style];
-      }
-    }
-  }
-  const runs = [];
-  for (const [ch, style] of cells) {
-    const last = runs[runs.length - 1];
-    if (last && last.style === style) last.text += ch;
-    else runs.push({ text: ch, style });
-  }
-  return runs;
-}
-
-/** The visible text of a line (no escapes, CR overwrite applied). */
-export function plainText(raw) {
-  if (raw.indexOf("\x1b") === -1 && !/[\r\x00-\x08\x0b-\x1f\x7f]/.test(raw)) return raw;
-  return parseLine(raw).map((run) => run.text).join("");
-}
-
-function styledNode(text, style) {
+function styledNode(text, pen) {
+  const style = penStyle(pen);
   if (!style) return document.createTextNode(text);
   const span = document.createElement("span");
   if (style.cls) span.className = style.cls;
@@ -170,9 +99,10 @@ function linkRanges(plain) {
   return ranges;
 }
 
-/** Cut runs at link boundaries; the pieces inside a link carry its `href`. */
+/** Cut runs at link boundaries; the pieces inside a link carry its `href` (a pen's own OSC 8
+ * link wins over an address found in the text). */
 function withLinks(runs, links) {
-  if (!links.length) return runs;
+  if (!links.length) return runs.map((run) => (run.pen && run.pen.link ? { ...run, href: run.pen.link } : run));
   const out = [];
   let pos = 0;
   let l = 0;
@@ -183,14 +113,14 @@ function withLinks(runs, links) {
       while (l < links.length && links[l][1] <= start) l++;
       const link = links[l];
       if (!link || link[0] >= end) {
-        out.push({ text: run.text.slice(start - pos), style: run.style });
+        out.push({ text: run.text.slice(start - pos), pen: run.pen, href: run.pen && run.pen.link });
         start = end;
       } else if (link[0] > start) {
-        out.push({ text: run.text.slice(start - pos, link[0] - pos), style: run.style });
+        out.push({ text: run.text.slice(start - pos, link[0] - pos), pen: run.pen, href: run.pen && run.pen.link });
         start = link[0];
       } else {
         const stop = Math.min(end, link[1]);
-        out.push({ text: run.text.slice(start - pos, stop - pos), style: run.style, href: link[2] });
+        out.push({ text: run.text.slice(start - pos, stop - pos), pen: run.pen, href: (run.pen && run.pen.link) || link[2] });
         start = stop;
       }
     }
@@ -200,10 +130,11 @@ function withLinks(runs, links) {
 }
 
 function pieceNode(text, run) {
-  const node = styledNode(text, run.style);
+  const node = styledNode(text, run.pen);
   if (!run.href) return node;
   const a = document.createElement("a");
   a.href = run.href;
+  if (run.pen && run.href === run.pen.link) a.title = run.href; // the text may say otherwise
   a.target = "_blank";
   a.rel = "noopener noreferrer nofollow";
   a.className = "loglink";

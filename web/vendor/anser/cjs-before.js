@@ -1,2 +1,0 @@
-// Gives the vendored CommonJS file anser.js a `module` to export into.
-window.module = { exports: {} };
