@@ -3,6 +3,38 @@
 // through the viewer's public interface only (see the comment above class Viewer).
 
 import { plainText } from "./ansi.js";
+import { copied } from "./copy.js";
+
+/** The runs of a rendered row as the DOM shows them: [{text, fg, bg, bold, href}], where fg/bg
+ * is a palette index 0-15 (from the theme class), "#rrggbb" (inline colour) or null. */
+function domRuns(row) {
+  const names = ["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"];
+  const colour = (node, kind) => {
+    for (let at = node; at && !at.classList.contains("tx"); at = at.parentElement) {
+      for (const cls of at.classList) {
+        const m = new RegExp(`^ansi-${kind}-(bright-)?([a-z]+)$`).exec(cls);
+        if (m && names.includes(m[2])) return names.indexOf(m[2]) + (m[1] ? 8 : 0);
+      }
+      const inline = kind === "fg" ? at.style.color : at.style.backgroundColor;
+      if (inline) {
+        const [r, g, b] = inline.match(/\d+/g).map(Number);
+        return `#${[r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
+      }
+    }
+    return null;
+  };
+  const out = [];
+  const walker = document.createTreeWalker(row.querySelector(".tx"), NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    const link = parent.closest("a.loglink");
+    out.push({
+      text: node.data, fg: colour(parent, "fg"), bg: colour(parent, "bg"),
+      bold: !!parent.closest(".ansi-bold"), href: link ? link.getAttribute("href") : null,
+    });
+  }
+  return out;
+}
 
 export function hooks(viewer) {
   return {
@@ -12,8 +44,13 @@ export function hooks(viewer) {
     renderedLines: () => viewer.renderedRows()
       .filter((row) => !row.pending)
       .map(({ n, text }) => ({ n, text })),
-    /** Lines visible in the pane right now: [{n, text, pending}]. */
+    /** Lines visible in the pane right now: [{n, text, pending, top, height}]. */
     visibleLines: () => viewer.renderedRows({ visibleOnly: true }),
+    /** The styled runs of rendered row n (see domRuns), or null when it is not in the DOM. */
+    styledRow: (n) => {
+      const row = document.querySelector(`#log .row[data-n="${n}"]`);
+      return row ? domRuns(row) : null;
+    },
     /** Cached lines from..to as [{n, text}] with the visible text (undefined if not loaded). */
     lines: (from, to) => {
       const out = [];
@@ -23,8 +60,11 @@ export function hooks(viewer) {
       }
       return out;
     },
+    lastCopied: () => copied.last,
     scrollToLine: (n) => viewer.scrollToLine(n),
     follow: () => viewer.resumeFollowing(),
+    setWrap: (on) => viewer.setWrap(on),
+    nextError: (after = 0) => viewer.annotations.next(after),
     search: (query) => viewer.search.run(query),
     searchNext: () => viewer.search.step(1),
     searchGo: (index) => viewer.search.go(index),

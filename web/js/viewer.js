@@ -1,22 +1,27 @@
-// The log viewer (/jobs/{id}): a virtualised list of fixed-height rows over a bounded line cache.
+// The log viewer (/jobs/{id}): a virtualised list of rows over a bounded line cache.
 //
 // Only the rows on screen (plus a few) exist in the DOM. A spacer gives the pane the height of
 // the whole log; past MAX_SCROLL pixels (browsers cap element heights) the spacer is scaled and
-// scroll positions are mapped onto the log. History comes in pages from /lines as the reader
-// scrolls; live lines come from the SSE tail (stream.js), which starts after the line count the
-// page saw at open, so the two never overlap.
+// scroll positions are mapped onto the log. Rows are ROW_H high, or with wrapping a multiple of
+// it (layout.js). History comes in pages from /lines as the reader scrolls; live lines come
+// from the SSE tail (stream.js), which starts after the line count the page saw at open, so the
+// two never overlap. A hidden tab closes its stream and resumes it by line id when shown again.
 
-import { el, getJSON, HttpError, formatDuration, formatClock, formatCount } from "./common.js";
-import { parseLine, plainText, renderRuns } from "./ansi.js";
+import { el, getJSON, HttpError, formatCount } from "./common.js";
+import { plainText } from "./ansi.js";
 import { LineStore, PAGE } from "./lines.js";
 import { Sections } from "./sections.js";
 import { LogStream } from "./stream.js";
 import { Search } from "./search.js";
 import { ConnectionPill, renderHeader, showEnd } from "./header.js";
+import { Geometry, ROW_H, PAD } from "./layout.js";
+import { PenChain } from "./pens.js";
+import { RowPainter } from "./rows.js";
+import { Annotations } from "./annotations.js";
+import { wireToolbar } from "./toolbar.js";
+import { wireKeys } from "./keys.js";
 import { hooks } from "./hooks.js";
 
-const ROW_H = 20; // px, must match .row in app.css
-const PAD = 8; // px above the first row and below the last
 const MAX_SCROLL = 15_000_000; // px of real scroll height at most
 const OVERSCAN = 12; // rows rendered beyond each edge
 const SMALL_LOG = 20_000; // lines: load it all (sections and offline search see everything)
@@ -30,8 +35,8 @@ function parseHash(hash) {
   return { a: Math.min(a, b), b: Math.max(a, b) };
 }
 
-// The viewer's public interface: what search.js and hooks.js use. Everything else (fields and
-// the _methods) is its own and may change.
+// The viewer's public interface: what search.js, toolbar.js and hooks.js use. Everything else
+// (fields and the _methods) is its own and may change.
 //   jobId                       the job's id
 //   ready                       true once the job has loaded
 //   topLine()                   the line at the top of the pane, or null before the first layout
@@ -40,11 +45,17 @@ function parseHash(hash) {
 //   scheduleRender()            render on the next animation frame (calls in between coalesce)
 //   scrollToLine(n, {select})   put line n a third down the pane (and select it unless select: false)
 //   resumeFollowing()           follow the end of the log again
+//   selection                   {a, b}: the lines picked (by line number or permalink), or null
 //   toggleSection(n)            collapse or expand the section that starts at line n
+//   setAllSections(collapsed)   collapse (true) or expand (false) every section known
+//   setWrap(on), wrap           wrap long lines (true) or scroll them sideways
+//   setTimestamps(on), showTs   show the time the server stored each line
 //   renderedRows({visibleOnly}) rows in the DOM (or only those in the pane), in line order:
-//                               [{n, text, pending}] with the row's shown text
+//                               [{n, text, pending, top, height}] with the row's shown text
 //   snapshot()                  the viewer's state as plain data, for tests and benchmarks
 //   search                      the Search (search.js: run, step, go, summary)
+//   annotations                 the Annotations (annotations.js: next, setPattern, render)
+//   parts                       {store, sections, pens}: the line cache, sections, start pens
 class Viewer {
   constructor(jobId) {
     this.jobId = jobId;
@@ -56,7 +67,7 @@ class Viewer {
     this.pendingNew = 0;
     this.selection = parseHash(location.hash);
     this.showTs = localStorage.getItem("logstream.timestamps") === "1";
-    this.layout = { rowCount: 0, H: 0, S: 0, vh: 0, hiddenGen: -1 };
+    this.layout = { rowCount: 0, H: 0, S: 0, vh: 0, gen: -1 };
     this.anchor = null; // {line, offset}: what the reader looks at, kept in place on relayout
     this.expectScrollTop = null;
     this.renderQueued = false;
@@ -69,8 +80,13 @@ class Viewer {
       onLoaded: (index, body) => this._pageLoaded(index, body),
       onError: () => this.scheduleRender(),
     });
+    this.pens = new PenChain(this.store);
+    this.geometry = new Geometry(this.store, this.sections);
+    this.parts = { store: this.store, sections: this.sections, pens: this.pens };
     this.search = new Search(this);
-    this.stats = { renders: 0, lastRenderMs: 0, totalRenderMs: 0, rowsBuilt: 0 };
+    this.annotations = new Annotations(jobId, this.store, this.pens, (n) => this.scrollToLine(n));
+    this.painter = new RowPainter({ ...this.parts, search: this.search, view: this });
+    this.stats = { renders: 0, lastRenderMs: 0, totalRenderMs: 0 };
   }
 
   get ready() {
@@ -92,10 +108,11 @@ class Viewer {
 
   renderedRows({ visibleOnly = false } = {}) {
     let entries = [...this.rows.entries()];
+    const box = this.pane.getBoundingClientRect();
+    const rects = new Map(entries.map(([n, row]) => [n, row.getBoundingClientRect()]));
     if (visibleOnly) {
-      const box = this.pane.getBoundingClientRect();
-      entries = entries.filter(([, row]) => {
-        const r = row.getBoundingClientRect();
+      entries = entries.filter(([n]) => {
+        const r = rects.get(n);
         return r.bottom > box.top + 1 && r.top < box.bottom - 1;
       });
     }
@@ -103,6 +120,7 @@ class Viewer {
       .sort((a, b) => a[0] - b[0])
       .map(([n, row]) => ({
         n, text: row.querySelector(".tx").textContent, pending: row.classList.contains("pending"),
+        top: rects.get(n).top - box.top, height: rects.get(n).height,
       }));
   }
 
@@ -123,10 +141,14 @@ class Viewer {
       renders: this.stats.renders,
       lastRenderMs: this.stats.lastRenderMs,
       totalRenderMs: this.stats.totalRenderMs,
-      rowsBuilt: this.stats.rowsBuilt,
+      rowsBuilt: this.painter.built,
       reconnects: this.stream ? this.stream.reconnects : 0,
       connectionLog: [...this.connection.log],
       maxPages: this.store.maxPages,
+      wrap: this.geometry.wrap,
+      cols: this.geometry.cols,
+      paused: !!(this.stream && this.stream.paused),
+      selection: this.selection,
     };
   }
 
@@ -152,10 +174,16 @@ class Viewer {
         onState: (state) => this.connection.show(state),
       });
       this.stream.start();
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "hidden") this.stream.pause();
+        else this.stream.resume();
+      });
+      if (document.visibilityState === "hidden") this.stream.pause();
     } else {
       this.connection.show("ended");
       showEnd(this.job);
     }
+    if (job.line_count > SMALL_LOG) this.annotations.fetchCounts();
     this.ticker = setInterval(() => renderHeader(this.job, this.store.lineCount), 1000);
     this._render();
   }
@@ -179,20 +207,42 @@ class Viewer {
       }
     });
     this.$("follow-btn").addEventListener("click", () => this.resumeFollowing());
-    const tsButton = this.$("ts-toggle");
-    tsButton.setAttribute("aria-pressed", String(this.showTs));
-    tsButton.addEventListener("click", () => {
-      this.showTs = !this.showTs;
-      localStorage.setItem("logstream.timestamps", this.showTs ? "1" : "0");
-      tsButton.setAttribute("aria-pressed", String(this.showTs));
-      this.pane.classList.toggle("with-ts", this.showTs);
-      this.scheduleRender();
-    });
-    this.pane.classList.toggle("with-ts", this.showTs);
-    const download = this.$("download");
-    download.href = `/api/jobs/${this.jobId}/log?format=text`;
-    download.setAttribute("download", `job-${this.jobId}.log`);
+    this.toolbar = wireToolbar(this);
+    wireKeys(this.pane, {
+      by: (dy) => this._scrollBy(dy),
+      page: (sign) => this._scrollBy(sign * Math.max(ROW_H, this.layout.vh - 2 * ROW_H)),
+      top: () => this._scrollBy(-Infinity),
+      bottom: () => this.resumeFollowing(),
+      nextError: () => this.annotations.next(this.annotations.lastError),
+      collapseAll: () => this.setAllSections(true),
+      expandAll: () => this.setAllSections(false),
+    }, ROW_H);
     this.search.wire();
+  }
+
+  /** Turn timestamps on or off (the toolbar's toggle). */
+  setTimestamps(on) {
+    this.showTs = on;
+    localStorage.setItem("logstream.timestamps", on ? "1" : "0");
+    this.pane.classList.toggle("with-ts", on);
+    this.scheduleRender();
+  }
+
+  setWrap(on) {
+    this.wrap = on;
+    this.pane.classList.toggle("wrap", on);
+    this.anchor = this._anchorNow();
+    this.scheduleRender();
+  }
+
+  _scrollBy(dy) {
+    this._relayout();
+    const { H, S, vh } = this.layout;
+    this.following = false;
+    const virtualY = Math.max(0, Math.min(this._virtualTop() + dy, Math.max(0, H - vh)));
+    this._setScrollTop(H > vh ? virtualY * ((S - vh) / (H - vh)) : 0);
+    this.anchor = this._anchorNow();
+    this._render();
   }
 
   _onScroll() {
@@ -213,6 +263,11 @@ class Viewer {
   }
 
   _onClick(event) {
+    const copy = event.target.closest("[data-copy-section]");
+    if (copy) {
+      this.toolbar.copySection(Number(copy.dataset.copySection));
+      return;
+    }
     const link = event.target.closest("a.ln");
     if (link) {
       event.preventDefault();
@@ -230,7 +285,7 @@ class Viewer {
       return;
     }
     const header = event.target.closest(".section-header");
-    if (header && !event.target.closest("a")) {
+    if (header && (!event.target.closest("a") || event.target.closest(".caret"))) {
       this.toggleSection(Number(header.dataset.n));
     }
   }
@@ -241,6 +296,16 @@ class Viewer {
     this.sections.update(this.store.lineCount);
     const header = this.sections.header(n);
     if (header && header.collapsed && !header.end && !header.open) this._findSectionEnd(n);
+    this.scheduleRender();
+  }
+
+  setAllSections(collapsed) {
+    this.anchor = this._anchorNow();
+    this.sections.setAll(collapsed);
+    this.sections.update(this.store.lineCount);
+    if (this.anchor && this.sections.isHidden(this.anchor.line)) {
+      this.anchor = { line: this.sections.rowToLine(this.sections.lineToRow(this.anchor.line)), offset: 0 };
+    }
     this.scheduleRender();
   }
 
@@ -258,8 +323,8 @@ class Viewer {
     this.following = false;
     this._relayout();
     const { H, S, vh } = this.layout;
-    const row = this.sections.lineToRow(n);
-    const virtualY = Math.max(0, PAD + row * ROW_H - Math.floor(vh / 3));
+    const y = this.geometry.rowY(this.sections.lineToRow(n), n);
+    const virtualY = Math.max(0, y - PAD - Math.floor(vh / 3));
     const top = H > vh ? Math.min(virtualY, H - vh) * ((S - vh) / (H - vh)) : 0;
     this._setScrollTop(top);
     this.anchor = this._anchorNow();
@@ -272,7 +337,10 @@ class Viewer {
     if (batch.length) this.sections.scanned(batch[0].n, batch[batch.length - 1].n);
     for (const line of batch) {
       this.store.put(line.n, line.text, line.ts);
+      this.pens.lineAdded(line.n);
+      this.geometry.lineChanged(line.n);
       this.sections.observe(line.n, line.text, plainText);
+      this.annotations.observe(line.n, line.text);
     }
     if (!this.following) this.pendingNew += batch.length;
     if (this.job.line_count < this.store.lineCount) this.job.line_count = this.store.lineCount;
@@ -285,8 +353,12 @@ class Viewer {
     const first = index * PAGE + 1;
     for (let n = first; n < first + PAGE; n++) {
       const text = this.store.text(n);
-      if (text !== undefined) this.sections.observe(n, text, plainText);
+      if (text === undefined) continue;
+      this.sections.observe(n, text, plainText);
+      this.annotations.observe(n, text);
     }
+    this.pens.pageChanged(index);
+    this.geometry.pageChanged(index);
     if (this.store.lineCount > this.job.line_count && this.job.status === "running") {
       this.job.line_count = this.store.lineCount;
     }
@@ -311,6 +383,7 @@ class Viewer {
     }).catch(() => {});
     renderHeader(this.job, this.store.lineCount);
     showEnd(this.job);
+    if (this.store.lineCount > SMALL_LOG) this.annotations.fetchCounts();
     this.scheduleRender();
   }
 
@@ -359,22 +432,36 @@ class Viewer {
   _anchorNow() {
     if (!this.layout.rowCount) return null;
     const vt = this._virtualTop();
-    const row = Math.max(0, Math.floor((vt - PAD) / ROW_H));
-    return { line: this.sections.rowToLine(row), offset: PAD + row * ROW_H - vt };
+    const row = this.geometry.rowAt(vt, this.layout.rowCount);
+    const line = this.sections.rowToLine(row);
+    return { line, offset: this.geometry.rowY(row, line) - vt };
+  }
+
+  /** Columns of text one visual row holds (for wrapping). */
+  _columns() {
+    if (!this.charWidth) {
+      const probe = el("span", { class: "probe" }, "0".repeat(100));
+      this.spacer.append(probe);
+      this.charWidth = probe.getBoundingClientRect().width / 100 || 8;
+      probe.remove();
+    }
+    const digits = Math.max(4, String(this.store.lineCount).length);
+    const gutter = digits * this.charWidth + 26 + (this.showTs ? 104 : 0) + 12;
+    return Math.floor((this.pane.clientWidth - gutter) / this.charWidth);
   }
 
   /** Recompute heights; keep the reader's anchor line still unless following. */
   _relayout() {
     this.sections.update(this.store.lineCount);
+    this.geometry.configure(!!this.wrap, this.wrap ? this._columns() : 80);
     const rowCount = Math.max(0, this.store.lineCount - this.sections.hiddenCount());
-    const H = rowCount * ROW_H + 2 * PAD;
-    const S = Math.min(H, MAX_SCROLL);
+    const gen = `${this.sections.generation}:${this.geometry.generation}:${this.geometry.wrap}`;
     const vh = this.pane.clientHeight;
     const old = this.layout;
-    const changed = old.rowCount !== rowCount || old.S !== S || old.vh !== vh
-      || old.hiddenGen !== this.sections.generation;
-    if (!changed) return false;
-    this.layout = { rowCount, H, S, vh, hiddenGen: this.sections.generation };
+    if (old.rowCount === rowCount && old.vh === vh && old.gen === gen) return false;
+    const H = this.geometry.height(rowCount, this.store.lineCount);
+    const S = Math.min(H, MAX_SCROLL);
+    this.layout = { rowCount, H, S, vh, gen };
     this.spacer.style.height = `${S}px`;
     const digits = String(this.store.lineCount).length;
     if (digits !== this.gutterDigits) {
@@ -384,8 +471,8 @@ class Viewer {
     if (this.following) {
       this._setScrollTop(S);
     } else if (this.anchor) {
-      const row = this.sections.lineToRow(this.anchor.line);
-      const virtualY = PAD + row * ROW_H - this.anchor.offset;
+      const y = this.geometry.rowY(this.sections.lineToRow(this.anchor.line), this.anchor.line);
+      const virtualY = y - this.anchor.offset;
       const top = H > vh ? Math.max(0, Math.min(virtualY, H - vh)) * ((S - vh) / (H - vh)) : 0;
       if (Math.abs(top - this.pane.scrollTop) >= 1) this._setScrollTop(top);
     }
@@ -401,10 +488,19 @@ class Viewer {
     const { rowCount, vh } = this.layout;
     const scrollTop = this.pane.scrollTop;
     const vt = this._virtualTop(scrollTop);
-    const first = Math.max(0, Math.floor((vt - PAD) / ROW_H) - OVERSCAN);
-    const last = Math.min(rowCount - 1, Math.ceil((vt + vh - PAD) / ROW_H) + OVERSCAN);
-    const wanted = new Map();
-    for (let r = first; r <= last; r++) wanted.set(this.sections.rowToLine(r), r);
+    const geometry = this.geometry;
+    const wanted = new Map(); // line -> virtual y
+    if (rowCount > 0) {
+      let r = Math.max(0, geometry.rowAt(vt, rowCount) - OVERSCAN);
+      let line = this.sections.rowToLine(r);
+      let y = geometry.rowY(r, line);
+      for (let after = 0; r < rowCount && after <= OVERSCAN; r++) {
+        wanted.set(line, y);
+        y += geometry.rowHeight(line);
+        if (y > vt + vh) after++;
+        line = this.sections.rowToLine(r + 1);
+      }
+    }
     for (const [n, row] of this.rows) {
       if (!wanted.has(n)) {
         row.remove();
@@ -412,7 +508,8 @@ class Viewer {
       }
     }
     const pages = new Set();
-    for (const [n, r] of wanted) {
+    const built = [];
+    for (const [n, y] of wanted) {
       pages.add(Math.floor((n - 1) / PAGE));
       let row = this.rows.get(n);
       if (!row) {
@@ -421,20 +518,36 @@ class Viewer {
         this.rows.set(n, row);
         this.spacer.append(row);
       }
-      const top = PAD + r * ROW_H - vt + scrollTop;
+      const top = y - vt + scrollTop;
       if (row._top !== top) {
         row.style.transform = `translateY(${top}px)`;
         row._top = top;
       }
-      this._fillRow(row, n);
+      if (this.painter.fill(row, n) || row._wrapGen !== geometry.generation) built.push([n, row]);
     }
+    if (geometry.wrap) this._measure(built);
     this._requestPages(pages);
     if (wanted.size) this._refreshTimes(Math.min(...wanted.keys()), Math.max(...wanted.keys()));
     this._renderFollowButton(scrollTop);
     this._renderHeaderCount();
+    this._renderEmpty();
+    this.annotations.render();
+    if (this.toolbar) this.toolbar.render();
     this.stats.renders++;
     this.stats.lastRenderMs = performance.now() - started;
     this.stats.totalRenderMs += this.stats.lastRenderMs;
+  }
+
+  /** Wrapping: correct the estimated heights of rows just built from what they measure. */
+  _measure(built) {
+    let changed = false;
+    for (const [n, row] of built) {
+      if (row.classList.contains("pending")) continue;
+      const rows = Math.max(1, Math.round(row.offsetHeight / ROW_H));
+      if (this.geometry.setExtra(n, rows - 1)) changed = true;
+    }
+    for (const [, row] of built) row._wrapGen = this.geometry.generation;
+    if (changed) this.scheduleRender();
   }
 
   /** With timestamps shown, give live lines on screen the server's time instead of the time
@@ -474,69 +587,6 @@ class Viewer {
     this.store.evict(centre, keep);
   }
 
-  _rowKey(n, text) {
-    const header = this.sections.header(n);
-    const selected = this.selection && n >= this.selection.a && n <= this.selection.b;
-    return [
-      text === undefined ? 0 : 1, this.search.generation, this.search.isMatch(n) ? 1 : 0,
-      this.search.isCurrent(n) ? 1 : 0, this.showTs ? this.store.ts(n) || 0 : 0,
-      header ? `${header.collapsed}:${header.end}:${this._sectionDuration(n, header)}` : "",
-      this.sections.isEnd(n) ? 1 : 0, selected ? 1 : 0,
-    ].join("|");
-  }
-
-  _fillRow(row, n) {
-    const text = this.store.text(n);
-    const key = this._rowKey(n, text);
-    if (row._key === key) return;
-    row._key = key;
-    this.stats.rowsBuilt++;
-    const header = this.sections.header(n);
-    const classes = ["row"];
-    if (text === undefined) classes.push("pending");
-    if (this.selection && n >= this.selection.a && n <= this.selection.b) classes.push("hl");
-    if (this.search.isMatch(n)) classes.push("match");
-    if (this.search.isCurrent(n)) classes.push("current");
-    if (header) classes.push("section-header", header.collapsed ? "collapsed" : "expanded");
-    if (this.sections.isEnd(n)) classes.push("section-end");
-    row.className = classes.join(" ");
-    const parts = [el("a", { class: "ln", href: `#L${n}`, "data-n": n, tabindex: -1 }, String(n))];
-    if (this.showTs) {
-      const ts = this.store.ts(n);
-      parts.push(el("span", { class: "ts" }, ts ? formatClock(ts) : ""));
-    }
-    const body = el("span", { class: "tx" });
-    if (text === undefined) {
-      body.append(el("span", { class: "placeholder" }));
-    } else if (header && header.details) {
-      body.append(el("span", { class: "caret", "aria-hidden": "true" }),
-        el("span", { class: "section-title" },
-          renderRuns([{ text: header.details.title, style: null }], this.search.highlight())));
-      const duration = this._sectionDuration(n, header);
-      if (duration) body.append(el("span", { class: "section-duration" }, duration));
-      if (header.collapsed && header.end) {
-        body.append(el("span", { class: "section-count" }, `${formatCount(header.end - n)} lines`));
-      }
-    } else if (this.sections.isEnd(n) && text.indexOf("::endgroup::") !== -1) {
-      // GitHub's end marker carries no output of its own.
-    } else {
-      body.append(renderRuns(parseLine(text), this.search.highlight()));
-    }
-    parts.push(body);
-    row.replaceChildren(...parts);
-  }
-
-  _sectionDuration(n, header) {
-    if (!header.end || !header.details) return "";
-    if (header.details.kind === "gitlab") {
-      const end = this.sections.endDetails(header.end);
-      return end && end.ts !== null ? formatDuration(end.ts - header.details.ts) : "";
-    }
-    const a = this.store.ts(n);
-    const b = this.store.ts(header.end);
-    return a && b ? formatDuration((b - a) / 1000) : "";
-  }
-
   _renderFollowButton(scrollTop) {
     // scrollTop is read before the rows changed: reading it now would force a layout.
     const button = this.$("follow-btn");
@@ -561,6 +611,16 @@ class Viewer {
     if (node.textContent !== count) node.textContent = count;
   }
 
+  /** No lines yet: say so, rather than show a blank pane. */
+  _renderEmpty() {
+    const node = this.$("log-empty");
+    const empty = this.store.lineCount === 0;
+    const text = !empty ? "" : this.job.status === "running"
+      ? "Waiting for output… the job has started but printed nothing yet."
+      : "This job printed nothing.";
+    node.hidden = !empty;
+    if (node.textContent !== text) node.textContent = text;
+  }
 }
 
 const jobId = Number(location.pathname.split("/").filter(Boolean)[1]);
