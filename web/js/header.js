@@ -4,6 +4,9 @@
 import {
   el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount,
 } from "./common.js";
+import { metaList } from "./meta.js";
+
+const SLOW_CONNECT_MS = 4000; // still connecting after this long: say why it may be
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +28,14 @@ export function renderHeader(job, lineCount) {
   }
   $("job-duration").textContent = formatDuration(jobDuration(job)) || "–";
   $("job-lines").textContent = formatCount(Math.max(job.line_count, lineCount));
+  const meta = $("job-meta");
+  const metaKey = JSON.stringify(job.meta || null);
+  if (meta && meta.dataset.key !== metaKey) {
+    meta.dataset.key = metaKey;
+    const list = metaList(job.meta);
+    meta.hidden = list.childElementCount === 0;
+    meta.replaceChildren(list);
+  }
   const exit = $("job-exit");
   exit.hidden = !FINAL.has(job.status) || job.exit_code === null || job.exit_code === undefined;
   exit.querySelector("b").textContent = String(job.exit_code);
@@ -44,11 +55,16 @@ export class ConnectionPill {
     pill.dataset.state = state;
     const label = {
       connecting: "Connecting…", live: "Live", reconnecting: "Connection lost · reconnecting…",
-      recovered: "Reconnected", ended: "Finished",
+      recovered: "Reconnected", ended: "Finished", paused: "Paused (tab hidden)",
     }[state] || state;
     pill.querySelector(".conn-label").textContent = label;
     const banner = $("conn-banner");
     banner.hidden = state !== "reconnecting";
+    clearTimeout(this.slowTimer);
+    $("conn-slow").hidden = true;
+    if (state === "connecting" || state === "reconnecting") {
+      this.slowTimer = setTimeout(showSlow, SLOW_CONNECT_MS);
+    }
     clearTimeout(this.recoveredTimer);
     if (state === "recovered") {
       this.recoveredTimer = setTimeout(() => {
@@ -56,6 +72,21 @@ export class ConnectionPill {
       }, 3000);
     }
   }
+}
+
+/** Over HTTP/1.1 a browser opens at most six connections to a server: with six other live
+ * tabs (in other windows: hidden tabs let theirs go) this one waits for a free one. */
+function showSlow() {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const protocol = nav && nav.nextHopProtocol;
+  const box = $("conn-slow");
+  box.textContent = protocol === "h2" || protocol === "h3"
+    ? "Still connecting to the live log…"
+    : "Still connecting: over HTTP/1.1 a browser opens at most six connections to one server, "
+      + "and other logstream tabs or windows showing live logs may hold them all. Close or hide "
+      + "some (hidden tabs let theirs go), or serve logstream over HTTPS (--certfile/--keyfile) "
+      + "so that every tab shares one HTTP/2 connection.";
+  box.hidden = false;
 }
 
 /** The end-of-job bar, once the job is final. */

@@ -3,11 +3,14 @@
 // The page loads /api/jobs, then follows /api/events from the `events_cursor` of that answer:
 // `job` events (created / finished) insert or update a row, `progress` events update line
 // counts. A server without the events stream (no cursor, or the stream fails before it ever
-// opened) gets the list reloaded every 5 s instead.
+// opened) gets the list reloaded every 5 s instead. A hidden tab closes the events stream and
+// reloads the list and follows on when shown again (HTTP/1.1 allows six connections per
+// server: hidden tabs must not hold them). On a narrow screen the table shows as cards.
 
 import {
   el, getJSON, statusBadge, formatDuration, formatAgo, formatDateTime, jobDuration, formatCount,
 } from "./common.js";
+import { metaList } from "./meta.js";
 
 const POLL_MS = 5000;
 const PAGE_SIZE = 100;
@@ -32,6 +35,7 @@ class JobList {
         location.href = `/jobs/${row.dataset.id}`;
       }
     });
+    document.addEventListener("visibilitychange", () => this.visibility());
     await this.reload();
     setInterval(() => this.tick(), 1000);
   }
@@ -67,6 +71,22 @@ class JobList {
     this.merge(page.jobs);
     this.nextCursor = page.next_cursor;
     document.getElementById("more").hidden = !this.nextCursor;
+  }
+
+  /** Hidden: let the events stream go. Shown: resume it from the last event id. */
+  visibility() {
+    if (document.visibilityState === "hidden") {
+      if (this.source && this.mode === "sse") {
+        this.source.close();
+        this.source = null;
+        this.paused = true;
+        this.setMode("sse", "Paused (tab hidden)", "paused");
+      }
+    } else if (this.paused) {
+      this.paused = false; // what changed meanwhile (progress events have no id): reload
+      this.mode = "loading";
+      this.reload();
+    }
   }
 
   openEvents(cursor) {
@@ -164,20 +184,22 @@ class JobList {
       this.rows.set(job.id, row);
       this.body.prepend(row);
     }
-    const key = `${job.status}|${job.line_count}|${job.name}|${job.exit_code}`;
+    const key = `${job.status}|${job.line_count}|${job.name}|${job.exit_code}|${JSON.stringify(job.meta || null)}`;
     row.dataset.status = job.status;
     if (row._key !== key) {
       row._key = key;
       const exit = job.exit_code !== null && job.exit_code !== undefined && job.status !== "running"
         ? el("span", { class: "exit" }, `exit ${job.exit_code}`) : null;
+      const meta = metaList(job.meta, { limit: 5 });
       row.replaceChildren(
         el("td", { class: "c-status" }, statusBadge(job.status)),
         el("td", { class: "c-name" },
           el("a", { href: `/jobs/${job.id}`, class: "job-link" }, job.name),
-          el("span", { class: "job-num" }, `#${job.id}`), exit),
-        el("td", { class: "c-lines num", "data-lines": job.line_count }, formatCount(job.line_count)),
-        el("td", { class: "c-started" }, el("time", { datetime: job.created_at, title: formatDateTime(job.created_at) }, formatAgo(job.created_at))),
-        el("td", { class: "c-duration num" }, formatDuration(jobDuration(job))),
+          el("span", { class: "job-num" }, `#${job.id}`), exit,
+          meta.childElementCount ? el("div", { class: "job-meta" }, meta) : null),
+        el("td", { class: "c-lines num", "data-lines": job.line_count, "data-label": "Lines" }, formatCount(job.line_count)),
+        el("td", { class: "c-started", "data-label": "Started" }, el("time", { datetime: job.created_at, title: formatDateTime(job.created_at) }, formatAgo(job.created_at))),
+        el("td", { class: "c-duration num", "data-label": "Duration" }, formatDuration(jobDuration(job))),
       );
     }
   }

@@ -34,6 +34,29 @@ export class LogStream {
     this.watchdog = setInterval(() => this._checkAlive(), WATCHDOG_MS);
   }
 
+  /** The tab was hidden: close the connection, keep the resume point (the last line). */
+  pause() {
+    if (this.ended || this.paused) return;
+    this.paused = true;
+    clearInterval(this.watchdog);
+    clearTimeout(this.retryTimer);
+    if (this.source) this.source.close();
+    this.source = null;
+    this._flush();
+    this._state("paused");
+  }
+
+  /** The tab is shown again: reopen after the last line received. */
+  resume() {
+    if (this.ended || !this.paused) return;
+    this.paused = false;
+    this.lostAt = null;
+    this.attempt = 0;
+    this.lastActivity = Date.now();
+    this._open();
+    this.watchdog = setInterval(() => this._checkAlive(), WATCHDOG_MS);
+  }
+
   stop() {
     this.ended = true;
     clearInterval(this.watchdog);
@@ -48,7 +71,7 @@ export class LogStream {
   }
 
   _open() {
-    if (this.ended) return;
+    if (this.ended || this.paused) return;
     if (this.source) this.source.close();
     const url = `/api/jobs/${this.jobId}/log?after=${this.last}`;
     const source = new EventSource(url);
@@ -87,7 +110,7 @@ export class LogStream {
       this._finish(end);
     });
     source.onerror = () => {
-      if (source !== this.source || this.ended) return;
+      if (source !== this.source || this.ended || this.paused) return;
       if (!this.lostAt) this.lostAt = Date.now();
       this._flush();
       if (source.readyState === EventSource.CLOSED) {
@@ -133,7 +156,7 @@ export class LogStream {
     this.attempt++;
     try {
       const job = await getJSON(`/api/jobs/${this.jobId}`);
-      if (this.ended) return;
+      if (this.ended || this.paused) return;
       if (FINAL.has(job.status) && job.line_count <= this.last) {
         this._finish({ status: job.status, exit_code: job.exit_code, line_count: job.line_count });
         return;
