@@ -18,7 +18,6 @@ from support.browser import (
     demo_lines,
     fill,
     finish,
-    launch_chromium,
     wait_for_viewer,
 )
 from support.server import REQUIRE_ALL, ServerProcess, auth, create_job
@@ -33,12 +32,6 @@ pytestmark = [
 ]
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture
