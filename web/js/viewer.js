@@ -183,7 +183,9 @@ class Viewer {
       this.connection.show("ended");
       showEnd(this.job);
     }
-    if (job.line_count > SMALL_LOG) this.annotations.fetchCounts();
+    // Where the annotations of a big log are: asked of the server's search once the page shows
+    // (three scans of the whole log must not hold up the first page).
+    if (job.line_count > SMALL_LOG) setTimeout(() => this.annotations.fetchCounts(), 2000);
     this.ticker = setInterval(() => renderHeader(this.job, this.store.lineCount), 1000);
     this._render();
   }
