@@ -209,6 +209,8 @@ class Viewer {
       }
     });
     this.$("follow-btn").addEventListener("click", () => this.resumeFollowing());
+    new MutationObserver(() => this.scheduleRender()) // the theme changed: rows rebuild
+      .observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
     this.toolbar = wireToolbar(this);
     wireKeys(this.pane, {
       by: (dy) => this._scrollBy(dy),
@@ -260,7 +262,9 @@ class Viewer {
       }
     }
     this.lastScrollTop = st;
-    this.anchor = this._anchorNow();
+    // Our own scrolls put the anchor where it is; recomputing it here could read heights that
+    // changed since (a page arrived in between) and move the view.
+    if (!ours) this.anchor = this._anchorNow();
     this.scheduleRender();
   }
 
@@ -329,7 +333,8 @@ class Viewer {
     const virtualY = Math.max(0, y - PAD - Math.floor(vh / 3));
     const top = H > vh ? Math.min(virtualY, H - vh) * ((S - vh) / (H - vh)) : 0;
     this._setScrollTop(top);
-    this.anchor = this._anchorNow();
+    // Line n itself is the anchor: rows above it that grow (wrapping) do not push it away.
+    this.anchor = { line: n, offset: y - this._virtualTop() };
     this._render();
   }
 
