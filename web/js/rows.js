@@ -24,6 +24,7 @@ export class RowPainter {
       search.isCurrent(n) ? 1 : 0, view.showTs ? store.ts(n) || 0 : 0,
       header ? `${header.collapsed}:${header.end}:${this.sectionDuration(n, header)}` : "",
       selected ? 1 : 0, text === undefined ? "" : penKey(this.pens.startPen(n)),
+      document.documentElement.dataset.theme, // colours made readable differ per theme
     ].join("|");
   }
 
@@ -69,7 +70,15 @@ export class RowPainter {
     row.className = classes.join(" ");
     parts.push(body);
     if (after) parts.push(after);
+    // A header rebuilt while its button has the focus (it was just toggled) keeps the focus.
+    const focused = document.activeElement;
+    const refocus = focused && row.contains(focused) && focused.dataset.toggle
+      ? ".caret" : focused && row.contains(focused) && focused.dataset.copySection ? ".section-copy" : null;
     row.replaceChildren(...parts);
+    if (refocus) {
+      const again = row.querySelector(refocus);
+      if (again) again.focus({ preventScroll: true });
+    }
     return true;
   }
 
