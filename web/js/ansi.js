@@ -35,12 +35,33 @@ function colourStyle(value, kind, classes) {
   return paletteRgb(value);
 }
 
-const styles = new Map(); // pen key -> {cls, fg, bg}
+const styles = new Map(); // theme + pen key -> {cls, fg, bg, fgWanted}
+
+function luminance([r, g, b]) {
+  const f = (c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * f(r / 255) + 0.7152 * f(g / 255) + 0.0722 * f(b / 255);
+}
+
+/** A 256/truecolour foreground on the theme's own background, mixed towards white (dark) or
+ * black (light) until it is readable (contrast 4.5, as terminals' "minimum contrast" does). */
+function readable(colour, light) {
+  const rgb = colour.startsWith("#")
+    ? [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16)) : colour.match(/\d+/g).map(Number);
+  const bg = light ? 1 : luminance([1, 4, 9]);
+  const ratio = (c) => { const l = luminance(c); return (Math.max(l, bg) + 0.05) / (Math.min(l, bg) + 0.05); };
+  let c = rgb;
+  for (let t = 0.1; ratio(c) < 4.5 && t <= 1; t += 0.1) {
+    c = rgb.map((v) => Math.round(light ? v * (1 - t) : v + (255 - v) * t));
+  }
+  return c === rgb ? colour : `rgb(${c.join(", ")})`;
+}
 
 /** {cls, fg, bg} for a pen, or null for the default one. */
 export function penStyle(pen) {
-  const key = penKey(pen);
+  let key = penKey(pen);
   if (key === null) return null;
+  const light = document.documentElement.dataset.theme === "light";
+  key = `${light ? "l" : "d"}${key}`;
   let style = styles.get(key);
   if (style) return style;
   const classes = [];
@@ -52,6 +73,8 @@ export function penStyle(pen) {
     if (bg === null) classes.push("ansi-bg-inverse");
   }
   style = { cls: "", fg: colourStyle(fg, "fg", classes), bg: colourStyle(bg, "bg", classes) };
+  style.fgWanted = style.fg;
+  if (style.fg && bg === null) style.fg = readable(style.fg, light);
   for (const [flag, cls] of FLAG_CLASSES) if (pen.flags & flag) classes.push(cls);
   style.cls = classes.join(" ");
   if (styles.size > 4096) styles.clear();
@@ -65,6 +88,7 @@ function styledNode(text, pen) {
   const span = document.createElement("span");
   if (style.cls) span.className = style.cls;
   if (style.fg) span.style.color = style.fg;
+  if (style.fg !== style.fgWanted) span.dataset.fg = style.fgWanted; // what the log asked for
   if (style.bg) span.style.backgroundColor = style.bg;
   span.textContent = text;
   return span;

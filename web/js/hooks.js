@@ -15,8 +15,9 @@ function domRuns(row) {
         const m = new RegExp(`^ansi-${kind}-(bright-)?([a-z]+)$`).exec(cls);
         if (m && names.includes(m[2])) return names.indexOf(m[2]) + (m[1] ? 8 : 0);
       }
-      const inline = kind === "fg" ? at.style.color : at.style.backgroundColor;
+      const inline = kind === "fg" ? at.dataset.fg || at.style.color : at.style.backgroundColor;
       if (inline) {
+        if (inline.startsWith("#")) return inline;
         const [r, g, b] = inline.match(/\d+/g).map(Number);
         return `#${[r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
       }
@@ -44,6 +45,8 @@ export function hooks(viewer) {
     renderedLines: () => viewer.renderedRows()
       .filter((row) => !row.pending)
       .map(({ n, text }) => ({ n, text })),
+    /** Every row in the DOM, pending or not: [{n, text, pending, top, height}]. */
+    renderedRows: () => viewer.renderedRows(),
     /** Lines visible in the pane right now: [{n, text, pending, top, height}]. */
     visibleLines: () => viewer.renderedRows({ visibleOnly: true }),
     /** The styled runs of rendered row n (see domRuns), or null when it is not in the DOM. */
