@@ -20,9 +20,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 # Screenshots the tests take, for people (and CI's artifact upload) to look at.
-ARTIFACTS = Path(
-    os.environ.get("LOGSTREAM_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts"
-)
+ARTIFACTS = Path(os.environ.get("LOGSTREAM_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
 
 
 @pytest.fixture(scope="module")

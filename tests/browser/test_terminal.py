@@ -201,7 +201,9 @@ def test_lines_render_as_pyte_shows_them(shared_server: ServerProcess, browser: 
             want = _comparable(expected[n - 1])
             if got != want:
                 wrong.append((case_of.get(n, "reset"), repr(lines[n - 1]), got, want))
-        assert not wrong, "\n".join(f"{w[0]}: {w[1]}\n  viewer {w[2]}\n  pyte   {w[3]}" for w in wrong)
+        assert not wrong, "\n".join(
+            f"{w[0]}: {w[1]}\n  viewer {w[2]}\n  pyte   {w[3]}" for w in wrong
+        )
     finally:
         context.close()
 
