@@ -13,11 +13,25 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import needs_chromium, screenshot
-from support.browser import append, demo_lines, fill, finish, wait_for_viewer
-from support.server import ServerProcess, create_job
+from support.browser import (
+    append,
+    chromium_path,
+    demo_lines,
+    fill,
+    finish,
+    screenshot,
+    wait_for_viewer,
+)
+from support.server import REQUIRE_ALL, ServerProcess, create_job
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+if not REQUIRE_ALL:
+    pytest.importorskip("playwright.sync_api", reason="the `test` extra installs playwright")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        chromium_path() is None and not REQUIRE_ALL, reason="no Chromium (scripts/test installs it)"
+    ),
+]
 
 E = "\x1b"
 LOOKS = {

@@ -15,14 +15,19 @@ import unicodedata
 from typing import Any
 
 import pytest
-from support.browser import append, finish, wait_for_viewer
-from support.server import ServerProcess, create_job
+from support.browser import append, chromium_path, finish, wait_for_viewer
+from support.server import REQUIRE_ALL, ServerProcess, create_job
 
 pyte = pytest.importorskip("pyte", reason="the `test` extra installs pyte")
 
-from conftest import needs_chromium  # noqa: E402
-
-pytestmark = [pytest.mark.browser, needs_chromium]
+if not REQUIRE_ALL:
+    pytest.importorskip("playwright.sync_api", reason="the `test` extra installs playwright")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        chromium_path() is None and not REQUIRE_ALL, reason="no Chromium (scripts/test installs it)"
+    ),
+]
 
 E = "\x1b"
 RESET = f"{E}[0m{E}]8;;{E}\\"  # between cases: default pen, no link

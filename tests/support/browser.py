@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +28,21 @@ CHROMIUM_ARGS = [
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 ]
+
+
+# Screenshots the browser tests take, for people (and CI's artifact upload) to look at.
+ARTIFACTS = Path(
+    os.environ.get("LOGSTREAM_TEST_ARTIFACTS")
+    or Path(__file__).resolve().parent.parent / "browser" / "artifacts"
+)
+
+
+def screenshot(page: Any, name: str, full_page: bool = False) -> Path:
+    """Save a screenshot of the page as ARTIFACTS/<name>.png (the name made file-safe)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
 
 
 def chromium_path() -> str | None:
