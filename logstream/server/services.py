@@ -7,6 +7,7 @@ import dataclasses
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.config import Settings
+from logstream.server.auth import Access
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
 from logstream.server.masks import MaskCache
@@ -19,7 +20,7 @@ TOKEN_CACHE_SIZE = 10_000
 
 @dataclasses.dataclass
 class Services:
-    """Engine, broker, writer and hub of one server process."""
+    """Engine, broker, writer, hub and access checks of one server process."""
 
     settings: Settings
     engine: AsyncEngine
@@ -27,6 +28,7 @@ class Services:
     writer: Writer
     hub: Hub
     masks: MaskCache
+    access: Access
     _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -53,10 +55,14 @@ class Services:
         await broker.start()
         await hub.start()
         await writer.start()
-        return cls(settings, engine, broker, writer, hub, masks)
+        access = Access(engine, settings)
+        if settings.auth == "tokens":
+            access.start(hub)
+        return cls(settings, engine, broker, writer, hub, masks, access)
 
     async def stop(self) -> None:
         """End streams, drain the writer, close the broker and the pool."""
+        await self.access.stop()
         await self.hub.stop()
         await self.writer.stop()
         await self.broker.stop()

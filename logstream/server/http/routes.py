@@ -14,8 +14,8 @@ from quart import Blueprint, Response, current_app, request
 from logstream import logtext, masking, sse
 from logstream.protocol import STATUSES_FINAL
 from logstream.server import search
-from logstream.server.auth import check_job_token, check_runner
 from logstream.server.errors import BadRequest, NotFound
+from logstream.server.http.access import require
 from logstream.server.http.core import (
     STREAM_HEADERS,
     answer_headers,
@@ -88,7 +88,7 @@ async def _json_body() -> dict[str, Any]:
 @bp.post("/api/jobs")
 async def create_job() -> Response:
     """Create a running job; answer with it and its write token."""
-    check_runner(services(), request.headers.get("Authorization"))
+    await require("runner")
     payload = await _json_body()
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -143,6 +143,7 @@ def _mask_values(raw: Any) -> list[str]:
 @bp.get("/api/jobs")
 async def list_jobs() -> Response:
     """Jobs newest first; `limit` and the opaque `cursor` from the previous page."""
+    await require("read")
     limit = parse_int("limit", request.args.get("limit"), 50, minimum=1, maximum=500)
     assert limit is not None
     cursor = parse_int("cursor", request.args.get("cursor"), None, minimum=1)
@@ -164,6 +165,7 @@ async def list_jobs() -> Response:
 @bp.get("/api/events")
 async def job_events() -> Response:
     """Job lifecycle as SSE: `job` events (resumable ids) and id-less `progress` events."""
+    principal = await require("read")
     header = request.headers.get("Last-Event-ID")
     resumed = sse.parse_last_event_id(header)
     if header is not None and resumed is None:
@@ -185,7 +187,9 @@ async def job_events() -> Response:
         del head.headers["Content-Length"]  # a GET's stream has none
         return head
     response = Response(
-        svc.hub.events.stream(cursor, svc.settings.retry_ms),
+        svc.hub.events.stream(
+            cursor, svc.settings.retry_ms, None if principal is None else principal.grant()
+        ),
         content_type="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -196,14 +200,16 @@ async def job_events() -> Response:
 @bp.get("/api/jobs/<job_id>")
 async def show_job(job_id: str) -> Response:
     """One job."""
-    return json_response((await get_job_or_404(services(), parse_job_id(job_id))).to_json())
+    number = parse_job_id(job_id)
+    await require("read", own_job=number)
+    return json_response((await get_job_or_404(services(), number)).to_json())
 
 
 @bp.post("/api/jobs/<job_id>/finish")
 async def finish_job(job_id: str) -> Response:
     """Give the job its final status and exit code."""
     number = parse_job_id(job_id)
-    await check_job_token(services(), number, request.headers.get("Authorization"))
+    await require("runner", own_job=number)
     payload = await _json_body()
     status = payload.get("status")
     if status not in STATUSES_FINAL:
@@ -232,6 +238,7 @@ async def finish_job(job_id: str) -> Response:
 async def read_lines(job_id: str) -> Response:
     """A JSON page of lines after `after`, with numbers and receive timestamps."""
     number = parse_job_id(job_id)
+    await require("read", own_job=number)
     after = parse_int("after", request.args.get("after"), 0)
     limit = parse_int("limit", request.args.get("limit"), 1000, minimum=1, maximum=10_000)
     assert after is not None and limit is not None
@@ -256,6 +263,7 @@ async def search_log(job_id: str) -> Response:
     """Line numbers whose visible text contains `q` (case-insensitive unless case=1), after
     line `after` (default 0: the whole log): the next page of hits starts after the last one."""
     number = parse_job_id(job_id)
+    await require("read", own_job=number)
     query = request.args.get("q", "")
     if not query:
         raise BadRequest("q must be a non-empty search text", field="q")
