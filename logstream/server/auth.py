@@ -421,16 +421,31 @@ class Access:
             token_states = await store.token_states(conn, token_ids)
             session_states = await store.session_states(conn, session_ids)
         at_ms = now_ms()
-        lapsed = 0
+        lapsed: list[Grant] = []
         for grant in grants:
             reason = _lapse(grant, token_states, session_states, at_ms)
             if reason is None:
                 continue
             grant.lapsed = reason
-            lapsed += 1
+            lapsed.append(grant)
             if grant.job_id is not None:
                 hub.wake(grant.job_id)
-        return lapsed
+        if lapsed:
+            # What ended a stream here ends new requests here at once too, not a cache later.
+            self._drop(
+                {g.token_id for g in lapsed if g.token_id is not None},
+                {g.session_id for g in lapsed if g.session_id is not None},
+            )
+        return len(lapsed)
+
+    def _drop(self, token_ids: set[int], session_ids: set[int]) -> None:
+        """Forget the cached lookups of these tokens and sessions."""
+        for digest, (_, token) in list(self._tokens.items()):
+            if token is not None and token.id in token_ids:
+                del self._tokens[digest]
+        for digest, (_, session) in list(self._sessions.items()):
+            if session is not None and (session.id in session_ids or session.token.id in token_ids):
+                del self._sessions[digest]
 
 
 def _lapse(

@@ -150,3 +150,34 @@ async def test_a_job_token_stream_and_a_live_token_stream_stay_open(
             for tail in (by_token, by_job):
                 await tail.wait(lambda t: len(t.result.lines) == 1, what="the line")
                 assert not tail.closed and _signed_out(tail) is None
+
+
+@pytest.mark.postgres
+async def test_a_revocation_through_one_instance_ends_a_stream_on_another(
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    first = tokens_server(tmp_path_factory.mktemp("pg-a"))
+    second = tokens_server(tmp_path_factory.mktemp("pg-b"))
+    first.database_url = second.database_url = pg_url
+    admin = make_token(pg_url, "admin", "pg-admin")
+    reader = make_token(pg_url, "read", "pg-reader")
+    first.start()
+    second.start()
+    try:
+        async with client_for(first) as one, client_for(second) as two:
+            r = await one.post("/api/jobs", json={"name": "pg"}, headers=bearer(admin))
+            job = r.json()
+            async with Tail(two, f"/api/jobs/{job['id']}/log", headers=bearer(reader)) as tail:
+                await tail.started()
+                await append(one, job, ["across"])
+                await tail.wait(lambda t: len(t.result.lines) == 1, what="the line")
+                r = await one.delete("/api/tokens/pg-reader", headers=bearer(admin))
+                assert r.status_code == 200
+                await tail.ended(timeout=BOUND)
+                assert _signed_out(tail) == {"reason": "revoked"}
+            # What ended the stream there ends requests there at once: no cached answer.
+            r = await two.get("/api/jobs", headers=bearer(reader))
+            assert r.status_code == 403
+    finally:
+        first.stop(signal.SIGKILL)
+        second.stop(signal.SIGKILL)
