@@ -50,7 +50,7 @@ def test_revoke_and_rotate(tmp_path: Path) -> None:
     assert out.count("ci ") == 2 and "revoked" in out and "active" in out
 
 
-@pytest.mark.parametrize("bad", ["90", "0d", "-1d", "3y", "soon"])
+@pytest.mark.parametrize("bad", ["0d", "-1d", "3y", "soon"])
 def test_create_refuses_a_bad_duration(tmp_path: Path, bad: str) -> None:
     db = f"sqlite:///{tmp_path / 'tokens.db'}"
     result = cli(
