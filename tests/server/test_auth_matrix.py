@@ -199,7 +199,7 @@ def test_every_route_of_the_app_is_in_the_matrix(world: World) -> None:
     app = create_app()
     known = {
         "/",
-        "/jobs/<int:job_id>",
+        "/jobs/<job_id>",
         "/api/jobs",
         "/api/events",
         "/api/jobs/<job_id>",
