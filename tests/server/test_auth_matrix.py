@@ -423,3 +423,16 @@ def test_the_session_cookie_is_secure_over_tls(tmp_path: Path, tls: dict[str, An
                 assert stream.status_code == 200
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_a_refused_post_with_a_body_keeps_the_connection_usable(world: World) -> None:
+    """Refused before its body is read (403 on /api/tokens, /api/session): the body is drained,
+    so the keep-alive connection serves the next request."""
+    big = {"name": "x" * 50, "role": "read", "pad": "p" * 300_000}
+    with httpx.Client(base_url=world.server.url, timeout=10) as http:
+        for _ in range(5):
+            r = http.post("/api/tokens", json=big, headers=bearer(world.tokens["expired"]))
+            assert r.status_code == 403
+            r = http.post("/api/session", json=big, headers={"Origin": "http://evil"})
+            assert r.status_code == 403
+            assert http.get("/healthz").status_code == 200

@@ -16,7 +16,13 @@ from logstream.server import auth
 from logstream.server.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from logstream.server.http import session
 from logstream.server.http.access import request_credentials, require, secure_cookies, services
-from logstream.server.http.core import json_bytes, parse_json_object, read_limited, require_json
+from logstream.server.http.core import (
+    drain_limited,
+    json_bytes,
+    parse_json_object,
+    read_limited,
+    require_json,
+)
 from logstream.server.store.queries import iso
 from logstream.server.store.tokens import TokenRow
 
@@ -24,6 +30,18 @@ bp = Blueprint("accounts", __name__)
 
 # A sign-in body is one token; anything much larger is not one.
 MAX_SIGN_IN_BYTES = 4096
+
+
+@bp.after_request
+async def _drain_request_body(response: Response) -> Response:
+    """An error answer to a request with a body (a refused sign-in or token creation): drain
+    the body first, or Hypercorn closes the keep-alive connection under the client's next
+    request (see core.drain_limited)."""
+    if response.status_code >= 400 and request.method not in session.SAFE_METHODS:
+        await drain_limited(
+            request.body, request.content_length, services().settings.max_body_bytes
+        )
+    return response
 
 
 def _json(payload: Any, status: int = 200) -> Response:
