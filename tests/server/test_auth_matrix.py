@@ -58,6 +58,9 @@ CREATE = _expect(
     expired=403,
 )
 WRITE = {**CREATE, "runner": 200, "env_runner": 200, "admin": 200, "job_this": 200}
+# Lines are masked with the job's masks, sealed for its own token and LOGSTREAM_RUNNER_TOKEN
+# only (server/masks.py): an API token that may write gets 403 `needs_job_token` for them.
+LINES = {**WRITE, "runner": 403, "admin": 403}
 ADMIN = _expect(
     none=401,
     read=403,
@@ -85,7 +88,7 @@ ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, int], str]] = {
     "GET lines": ("GET", "/api/jobs/{id}/lines", None, READ_JOB, "json"),
     "GET search": ("GET", "/api/jobs/{id}/search?q=line", None, READ_JOB, "json"),
     "POST /api/jobs": ("POST", "/api/jobs", {"name": "matrix"}, CREATE, "json"),
-    "POST lines": ("POST", "/api/jobs/{id}/lines", {"lines": ["x"]}, WRITE, "json"),
+    "POST lines": ("POST", "/api/jobs/{id}/lines", {"lines": ["x"]}, LINES, "json"),
     "POST finish": ("POST", "/api/jobs/{id}/finish", {"status": "succeeded"}, WRITE, "json"),
     "GET /api/tokens": ("GET", "/api/tokens", None, ADMIN, "json"),
     "POST /api/tokens": (
@@ -281,8 +284,14 @@ def test_a_cookie_changes_nothing_from_another_site(
     job = world.new_job()
     headers = _session(world, "admin")
     headers.update({k: v.replace("{origin}", world.server.url) for k, v in extra.items()})
-    r = world.http.post(f"/api/jobs/{job['id']}/lines", json={"lines": ["x"]}, headers=headers)
+    finish = {"status": "canceled"}
+    r = world.http.post(f"/api/jobs/{job['id']}/finish", json=finish, headers=headers)
     assert r.status_code == expected, r.text
+    # Lines need the job's own token whatever the session's role; from another site the
+    # cookie is refused first.
+    r = world.http.post(f"/api/jobs/{job['id']}/lines", json={"lines": ["x"]}, headers=headers)
+    reason = "needs_job_token" if expected == 200 else "cross_site"
+    assert r.status_code == 403 and r.json()["reason"] == reason, r.text
     r = world.http.post("/api/jobs", json={"name": "csrf"}, headers=headers)
     assert r.status_code == (201 if expected == 200 else 403), r.text
     if expected == 403:
@@ -395,8 +404,14 @@ def test_open_mode_reads_need_nothing_and_writes_need_the_job(
         assert http.post(lines, json={"lines": ["x"]}, headers=bearer("junk")).status_code == 403
         ok = http.post(lines, json={"lines": ["x"]}, headers=bearer(job["token"]))
         assert ok.status_code == 200
-        # An API admin token may write too; the tokens API needs one even in open mode.
-        assert http.post(lines, json={"lines": ["y"]}, headers=bearer(admin)).status_code == 200
+        # Lines need the job's own token (its masks are sealed for it), even from an admin;
+        # the tokens API needs an admin token even in open mode.
+        r = http.post(lines, json={"lines": ["y"]}, headers=bearer(admin))
+        assert r.status_code == 403 and r.json()["reason"] == "needs_job_token"
+        finish = http.post(
+            f"/api/jobs/{job['id']}/finish", json={"status": "succeeded"}, headers=bearer(admin)
+        )
+        assert finish.status_code == 200
         assert http.get("/api/tokens").status_code == 401
         assert http.get("/api/tokens", headers=bearer(admin)).status_code == 200
         assert http.get("/api/session").json() == {"auth": "open", "signed_in": False}
