@@ -66,6 +66,15 @@ def _state(page: Any, condition: str, timeout: float = 15_000) -> None:
     )
 
 
+def _list_mode(page: Any, mode: str, timeout: float = 15_000) -> None:
+    """Wait until the job list's mode is `mode` (the page may still be loading)."""
+    page.wait_for_function(
+        f"() => window.__logstream && window.__logstream.mode"
+        f" && window.__logstream.mode() === '{mode}'",
+        timeout=timeout,
+    )
+
+
 def _job(server: ServerProcess, name: str) -> dict[str, Any]:
     return create_job(server.url, name, headers=bearer(server.admin))  # type: ignore[attr-defined]
 
@@ -98,7 +107,7 @@ def test_sign_in_then_tail_live_with_the_cookie(server: ServerProcess, page: Any
     assert not any(token in url for url in page.requests), "a token travelled in a URL"
     # The job list works with the same session.
     page.goto(f"{server.url}/")
-    page.wait_for_function("() => window.__logstream.mode() === 'sse'")
+    _list_mode(page, "sse")
     assert job["id"] in [row["id"] for row in page.evaluate("window.__logstream.jobs()")]
 
 
@@ -165,9 +174,9 @@ def test_the_job_list_signs_out_too(server: ServerProcess, page: Any) -> None:
     response = page.goto(f"{server.url}/")
     assert response.status == 401
     _sign_in(page, token)
-    page.wait_for_function("() => window.__logstream.mode && window.__logstream.mode() === 'sse'")
+    _list_mode(page, "sse")
     revoke(server.database_url, "list-reader")
-    page.wait_for_function("() => window.__logstream.mode() === 'signed-out'", timeout=10_000)
+    _list_mode(page, "signed-out", timeout=10_000)
     notice = page.locator("#signed-out")
     assert notice.is_visible() and "Sign in again" in notice.inner_text()
     asked = len(page.requests)
