@@ -6,7 +6,7 @@ Starts two servers on 127.0.0.1 (the server pinned to core 0, this client on cor
 are two), one open and one with tokens, on fresh SQLite files, and alternates rounds between
 them: one request in flight on one keep-alive connection, for
 - a one-line append with the job's token (the hot path: both modes compare a cached hash),
-- the same append with an API runner token (tokens: a cached lookup after the job's hash),
+- the same append with LOGSTREAM_RUNNER_TOKEN (the job's hash, then the runner token),
 - GET /api/jobs/{id} with no credential (open) / a read token / a session cookie (tokens).
 Prints requests per second and the median latency of each, per round and as the median.
 """
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.httpc import HttpConnection
+
+RUNNER = "bench-runner-token"
 
 
 def _free_port() -> int:
@@ -63,7 +65,9 @@ class Server:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSTREAM_")}
-        env.update(LOGSTREAM_AUTH=self.auth, LOGSTREAM_LOG_LEVEL="warning")
+        env.update(
+            LOGSTREAM_AUTH=self.auth, LOGSTREAM_LOG_LEVEL="warning", LOGSTREAM_RUNNER_TOKEN=RUNNER
+        )
         self.proc = subprocess.Popen(
             [
                 *_pin(0),
@@ -158,15 +162,11 @@ def main() -> None:
         for server in (open_server, tokens_server):
             server.folder.mkdir()
         admin = tokens_server.cli("token", "create", "--role", "admin", "--name", "a")
-        runner = tokens_server.cli("token", "create", "--role", "runner", "--name", "r")
         reader = tokens_server.cli("token", "create", "--role", "read", "--name", "b")
-        open_runner = open_server.cli("token", "create", "--role", "runner", "--name", "r")
         open_server.start()
         tokens_server.start()
         try:
-            asyncio.run(
-                _measure(open_server, tokens_server, admin, runner, reader, open_runner, args)
-            )
+            asyncio.run(_measure(open_server, tokens_server, admin, reader, args))
         finally:
             open_server.stop()
             tokens_server.stop()
@@ -176,12 +176,10 @@ async def _measure(
     open_server: Server,
     tokens_server: Server,
     admin: str,
-    runner: str,
     reader: str,
-    open_runner: str,
     args: argparse.Namespace,
 ) -> None:
-    open_job = await _setup(open_server, None)
+    open_job = await _setup(open_server, RUNNER)
     tokens_job = await _setup(tokens_server, admin)
     cookie = await _cookie(tokens_server, reader)
     line = json.dumps({"lines": ["one line of output"]}).encode()
@@ -195,10 +193,10 @@ async def _measure(
          f"/api/jobs/{open_job['id']}/lines", line, {**json_type, **bearer(open_job["token"])}),
         ("append, job token, tokens", tokens_server, "POST",
          f"/api/jobs/{tokens_job['id']}/lines", line, {**json_type, **bearer(tokens_job["token"])}),
-        ("append, runner API token, open", open_server, "POST",
-         f"/api/jobs/{open_job['id']}/lines", line, {**json_type, **bearer(open_runner)}),
-        ("append, runner API token, tokens", tokens_server, "POST",
-         f"/api/jobs/{tokens_job['id']}/lines", line, {**json_type, **bearer(runner)}),
+        ("append, runner token, open", open_server, "POST",
+         f"/api/jobs/{open_job['id']}/lines", line, {**json_type, **bearer(RUNNER)}),
+        ("append, runner token, tokens", tokens_server, "POST",
+         f"/api/jobs/{tokens_job['id']}/lines", line, {**json_type, **bearer(RUNNER)}),
         ("GET job, no credential, open", open_server, "GET",
          f"/api/jobs/{open_job['id']}", b"", {}),
         ("GET job, read token, tokens", tokens_server, "GET",
