@@ -104,6 +104,11 @@ class Settings:
     retention: str | None = None
     # With retention, the newest N jobs of each name are kept whatever their age.
     retention_keep: int = 0
+    # Finished logs are compacted into compressed chunks of 1,000 lines (server/compaction.py);
+    # off keeps every line a row of its own (reads handle both either way).
+    compact: bool = True
+    # The chunks' compression: "zstd" (the zstandard package) or "zlib" (the standard library).
+    compact_codec: str = "zstd"
     # The event loop: "auto" runs on uvloop when it is installed (it is with the server extra
     # on Linux and macOS), else on asyncio's own; "asyncio" or "uvloop" force one.
     event_loop: str = "auto"
@@ -153,6 +158,8 @@ class Settings:
             raise SettingsError("certfile and keyfile go together")
         if self.retention is not None:
             parse_duration(self.retention)
+        if self.compact_codec not in ("zstd", "zlib"):
+            raise SettingsError("compact_codec must be zstd or zlib")
         if self.retention_keep < 0:
             raise SettingsError("retention_keep must be >= 0")
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.config import Settings
 from logstream.server.auth import Access
+from logstream.server.compaction import Compactor
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
 from logstream.server.masks import MaskCache
@@ -30,6 +31,7 @@ class Services:
     masks: MaskCache
     access: Access
     _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
+    compactor: Compactor | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -58,10 +60,19 @@ class Services:
         access = Access(engine, settings)
         if settings.auth == "tokens":
             access.start(hub)
-        return cls(settings, engine, broker, writer, hub, masks, access)
+        compactor = None
+        if settings.compact:
+            compactor = Compactor(
+                engine, writer, codec=settings.compact_codec, sqlite=settings.is_sqlite
+            )
+            broker.listen(compactor.on_hint)
+            await compactor.start()
+        return cls(settings, engine, broker, writer, hub, masks, access, compactor=compactor)
 
     async def stop(self) -> None:
         """End streams, drain the writer, close the broker and the pool."""
+        if self.compactor is not None:
+            await self.compactor.stop()
         await self.access.stop()
         await self.hub.stop()
         await self.writer.stop()

@@ -63,6 +63,9 @@ INLINE_MAX_LINES = 256
 # writer task runs the checkpoint in the writer thread before its next batch. Writes wait for
 # it meanwhile (as they did for SQLite's own checkpoint), so it completes and the WAL restarts.
 CHECKPOINT_PAGES = 1000
+# A compaction step reads, compresses and moves 1,000 lines: counted as that many lines, so on
+# SQLite it runs in the writer thread.
+COMPACT_SIZE = 1000
 PAGES_PER_COMMIT = 3  # a line page, its index page and the job's row
 LINES_PER_PAGE = 30  # lines of ~80 characters with their index entries
 
@@ -339,6 +342,19 @@ class Writer:
 
         return await self._submit(run, size=limit, job_id=job_id)
 
+    async def compact(self, job_id: int, codec: int) -> int:
+        """Move a finished job's oldest lines into one compressed chunk, one short transaction
+        (server/compaction.py); how many moved, 0 when none are left or the job runs."""
+
+        def run(conn: Connection) -> tuple[int, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None or state.status == "running":
+                return 0, None
+            return queries.compact_step(conn, job_id, codec), None
+
+        # Sized as its lines: on SQLite it runs in the writer thread, not on the loop.
+        return await self._submit(run, size=COMPACT_SIZE, job_id=job_id)
+
     async def reclaim_space(self, pages: int) -> int:
         """SQLite: return up to `pages` free pages to the file system between batches (so the
         file shrinks after a prune); the free pages left. PostgreSQL: 0 (autovacuum's job)."""
@@ -373,8 +389,9 @@ class Writer:
 
     async def _run(self) -> None:
         stopping = False
+        later: _Op[Any] | None = None  # maintenance found while taking a batch: runs next
         while not stopping:
-            op = await self._queue.get()
+            op, later = (later, None) if later is not None else (await self._queue.get(), None)
             if op is None:
                 break
             if op.outside is not None:
@@ -389,6 +406,9 @@ class Writer:
                     break
                 if nxt is None:
                     stopping = True
+                    break
+                if nxt.outside is not None:  # it cannot run inside a transaction
+                    later = nxt
                     break
                 batch.append(nxt)
                 lines += nxt.size

@@ -45,11 +45,16 @@ async def _exists(svc: Services, job_id: int) -> bool:
 
 
 async def _line_count(svc: Services, job_id: int) -> int:
+    """Lines stored for the job, as rows of `lines` or in its compacted chunks."""
     async with svc.engine.connect() as conn:
         rows = await conn.execute(
             text("SELECT count(*) FROM lines WHERE job_id = :id"), {"id": job_id}
         )
-        return int(rows.scalar_one())
+        in_chunks = await conn.execute(
+            text("SELECT coalesce(sum(last_no - first_no + 1), 0) FROM chunks WHERE job_id = :id"),
+            {"id": job_id},
+        )
+        return int(rows.scalar_one()) + int(in_chunks.scalar_one())
 
 
 @pytest.mark.parametrize("services", ["sqlite", "postgres"], indirect=True)

@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -52,6 +53,20 @@ lines = Table(
     Column("ts_ms", BigInteger, nullable=False),
     Column("text", Text, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# A finished job's lines, compacted (server/compaction.py): each row holds the consecutive lines
+# first_no..last_no, their timestamps and texts, compressed (store/chunks.py has the format).
+# A line is either here or in `lines`, never both: a compaction step moves one chunk's lines in
+# one transaction. Rows are a few kilobytes each, so this table keeps its rowid (SQLite
+# recommends WITHOUT ROWID only for small rows); the primary key is still (job_id, first_no).
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("first_no", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_no", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 # Job lifecycle (created, finished) in order: the resumable ids of the /api/events feed.

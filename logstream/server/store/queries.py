@@ -12,16 +12,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from logstream.protocol import STATUSES_FINAL
+from logstream.server.store import chunks
 from logstream.server.store.driver import Prepared, fetch_raw
 from logstream.server.store.models import job_events, job_masks, jobs, lines
 
@@ -149,15 +150,6 @@ _LOCK_JOB = Prepared(
     .where(jobs.c.id == bindparam("job_id"))
     .with_for_update()
 )
-_READ_TEXTS = Prepared(
-    select(lines.c.text)
-    .where(
-        lines.c.job_id == bindparam("job_id"),
-        lines.c.no >= bindparam("first"),
-        lines.c.no <= bindparam("last"),
-    )
-    .order_by(lines.c.no)
-)
 _INSERT_LINE = Prepared(
     lines.insert().values(
         job_id=bindparam("job_id"),
@@ -199,35 +191,26 @@ async def job_states(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int,
 
 
 def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str]:
-    """The texts of lines first..last of a job, in order."""
-    return [row[0] for row in _READ_TEXTS.rows(conn, job_id=job_id, first=first, last=last)]
+    """The texts of lines first..last of a job, in order (from its chunks too)."""
+    return chunks.read_texts(conn, job_id, first, last)
 
 
 _GET_JOB = Prepared(select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id")))
 _GET_TOKEN_HASH = Prepared(select(jobs.c.token_hash).where(jobs.c.id == bindparam("job_id")))
-_READ_LINES = Prepared(
-    select(lines.c.no, lines.c.ts_ms, lines.c.text)
-    .where(lines.c.job_id == bindparam("job_id"), lines.c.no > bindparam("after"))
-    .order_by(lines.c.no)
-    .limit(bindparam("limit", type_=Integer))
-)
 
 
 async def read_lines(
     conn: AsyncConnection, job_id: int, after: int, limit: int
 ) -> Sequence[Sequence[Any]]:
-    """Up to `limit` lines numbered above `after`, as (no, ts_ms, text) rows.
+    """Up to `limit` lines numbered above `after`, as (no, ts_ms, text) rows, from the job's
+    lines and its compacted chunks (store/chunks.py). Fewer than `limit` does not mean the end:
+    only no rows does.
 
-    The hot path of replay (a million lines must stream in seconds): the prepared SQL goes
-    straight to the driver in one call, skipping SQLAlchemy's per-row result processing.
+    The hot path of replay (a million lines must stream in seconds): one prepared statement
+    straight to the driver, skipping SQLAlchemy's per-row result processing; a chunk is
+    decompressed once per page (and kept a while in a small cache).
     """
-    return await fetch_raw(conn, _READ_LINES, job_id=job_id, after=after, limit=limit)
-
-
-# Characters outside ASCII whose lower case holds an ASCII letter (U+0130 -> "i̇", U+212A -> "k"),
-# with that letter: a line with one can match an ASCII search text holding that letter
-# case-insensitively without containing the text itself.
-_LOWER_TO_ASCII = (("\u0130", "i"), ("\u212a", "k"))
+    return await chunks.read_rows(conn, job_id, after, limit)
 
 
 def can_prefilter(needle: str, case: bool) -> bool:
@@ -237,31 +220,24 @@ def can_prefilter(needle: str, case: bool) -> bool:
 
 
 async def read_candidates(
-    conn: AsyncConnection, job_id: int, after: int, limit: int, needle: str, case: bool
+    conn: AsyncConnection,
+    job_id: int,
+    after: int,
+    limit: int,
+    needle: str,
+    case: bool,
+    may_match: Callable[[chunks.Decoded], bool] | None = None,
 ) -> Sequence[Sequence[Any]]:
     """Up to `limit` lines above `after` that may contain `needle`, as (no, ts_ms, text) rows.
 
     The search's first pass, in the database: every line whose stored text contains the
     needle (ASCII case folded by SQLite's LIKE, or exactly), and every line with an escape
-    sequence (an escape can split a visible match) or one of _LOWER_TO_ASCII. The caller checks
-    each candidate's visible text; this only saves reading the lines that cannot match.
+    sequence (an escape can split a visible match) or one of chunks.LOWER_TO_ASCII. The caller
+    checks each candidate's visible text; this only saves reading the lines that cannot match.
+    A compacted log's chunks are read in Python instead: every line of each chunk that
+    `may_match` accepts (default `chunks.chunk_may_match`) is a candidate.
     """
-    text = lines.c.text
-    may = [text.contains("\x1b", autoescape=True)]
-    if case or conn.dialect.name == "sqlite":
-        # SQLite's LIKE folds ASCII letters by itself (three times faster than lower() LIKE).
-        may.append(text.contains(needle, autoescape=True))
-    else:
-        may.append(text.icontains(needle, autoescape=True))
-    if not case:
-        may += [text.contains(char) for char, letter in _LOWER_TO_ASCII if letter in needle]
-    query = (
-        select(lines.c.no, lines.c.ts_ms, text)
-        .where(lines.c.job_id == job_id, lines.c.no > after, or_(*may))
-        .order_by(lines.c.no)
-        .limit(limit)
-    )
-    return [tuple(row) for row in await conn.execute(query)]
+    return await chunks.read_candidate_rows(conn, job_id, after, limit, needle, case, may_match)
 
 
 def insert_lines(
@@ -414,6 +390,30 @@ async def read_job_events(
     return [(row.event_id, row.kind, _job(row[2:])) for row in await conn.execute(query)]
 
 
+# --- compaction (store/chunks.py) -------------------------------------------------------------
+
+
+def compact_step(conn: Connection, job_id: int, codec: int) -> int:
+    """Move the job's oldest lines into one compressed chunk; how many moved (0: none left)."""
+    return chunks.compact_step(conn, job_id, codec)
+
+
+async def uncompacted_jobs(conn: AsyncConnection, after_id: int, limit: int) -> list[int]:
+    """Ids above `after_id` of finished jobs that still have rows in `lines`, in id order
+    (compaction's scan: a finish another process saw, or a compaction a crash cut short)."""
+    query = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.id > after_id,
+            jobs.c.status != "running",
+            exists().where(lines.c.job_id == jobs.c.id),
+        )
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    return [int(row[0]) for row in await conn.execute(query)]
+
+
 # --- retention -----------------------------------------------------------------------------------
 
 
@@ -441,7 +441,11 @@ async def prunable_jobs(
 
 
 def delete_lines_chunk(conn: Connection, job_id: int, limit: int) -> int:
-    """Delete up to `limit` of a job's oldest stored lines; how many went."""
+    """Delete up to `limit` of a job's oldest stored lines (its oldest chunks first: they hold
+    the lower numbers); how many went."""
+    gone = chunks.delete_oldest_chunks(conn, job_id, limit)
+    if gone is not None:
+        return gone
     last = conn.execute(
         select(lines.c.no)
         .where(lines.c.job_id == job_id)
@@ -459,4 +463,5 @@ def delete_job(conn: Connection, job_id: int) -> None:
     """Delete a job's row and its lifecycle events (its lines first, by delete_lines_chunk)."""
     conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
     conn.execute(lines.delete().where(lines.c.job_id == job_id))
+    chunks.delete_all(conn, job_id)
     conn.execute(jobs.delete().where(jobs.c.id == job_id))
