@@ -37,13 +37,13 @@ from .common import (
     raise_nofile,
 )
 from .profile import render
-from .scenarios import catchup, fanout, h2, idle, ingest, selfcheck
+from .scenarios import catchup, fanout, h2, idle, ingest, selfcheck, storage
 from .scenarios.context import Context, Result
 from .server import stop_all
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SCENARIOS = ("selfcheck", "fanout", "catchup", "ingest", "idle", "h2")
+SCENARIOS = ("selfcheck", "fanout", "catchup", "storage", "ingest", "idle", "h2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lines", type=int, help="log size (default 1,000,000)")
     p.add_argument("--ingest-batch", type=int, default=5000)
+
+    p = sub.add_parser(
+        "storage",
+        parents=[shared],
+        help="a finished log as rows vs compacted (zstd, zlib): bytes/line, catch-up, search",
+    )
+    p.add_argument("--lines", type=int, help="log size (default 1,000,000)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(storage.VARIANTS),
+        help="what to measure (default rows zstd zlib; rows is what the others are held to)",
+    )
+    p.add_argument("--repeat", type=int, help="reads per figure, the best kept (default 2)")
 
     p = sub.add_parser(
         "ingest", parents=[shared], help="durable appends as fast as possible; raw SQLite limit"
@@ -246,6 +260,18 @@ def plan(
                     ),
                 )
             )
+        elif name == "storage":
+            jobs.append(
+                (
+                    "storage",
+                    functools.partial(
+                        storage.run,
+                        lines=get("lines", 50_000 if quick else 1_000_000),
+                        variants=tuple(get("variants", ["rows", "zstd", "zlib"])),
+                        repeat=get("repeat", 1 if quick else 2),
+                    ),
+                )
+            )
         elif name == "ingest":
             jobs.append(
                 (
@@ -282,7 +308,7 @@ def plan(
     with_peers: list[tuple[str, Callable[[Context], Awaitable[Result]]]] = []
     for name, factory in jobs:
         with_peers.append((name, factory))
-        if name.startswith(("h2", "selfcheck")):
+        if name.startswith(("h2", "selfcheck", "storage")):
             continue
         peer_factory = factory
         if (

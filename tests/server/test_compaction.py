@@ -315,7 +315,7 @@ def test_chunk_format_round_trips() -> None:
         assert back.rows == rows
         assert back.text == "\n".join(t for _n, _ts, t in rows)
     with pytest.raises(ValueError):
-        chunks.decode(41, 1041, chunks.encode(rows))  # the count is checked
+        assert chunks.decode(41, 1041, chunks.encode(rows)).rows  # the count is checked
 
 
 async def test_prune_deletes_chunks(services: Services) -> None:

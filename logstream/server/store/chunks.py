@@ -46,13 +46,42 @@ Row = tuple[int, int, str]
 
 
 class Decoded:
-    """One chunk, decompressed: its rows (no, ts_ms, text) and its texts joined by LF."""
+    """One chunk, decompressed: its texts as UTF-8 (`body`, joined by LF), and on first use
+    its rows (no, ts_ms, text) and its text (a search looks at `body` only, most chunks not
+    holding what it looks for)."""
 
-    __slots__ = ("rows", "text")
+    __slots__ = ("_rows", "_stamps", "_text", "body", "first", "last")
 
-    def __init__(self, rows: list[Row], text: str) -> None:
-        self.rows = rows
-        self.text = text
+    def __init__(self, first: int, last: int, stamps: bytes, body: bytes) -> None:
+        self.first = first
+        self.last = last
+        self._stamps = stamps
+        self.body = body
+        self._text: str | None = None
+        self._rows: list[Row] | None = None
+
+    @property
+    def text(self) -> str:
+        """The texts joined by LF."""
+        if self._text is None:
+            self._text = self.body.decode("utf-8")
+        return self._text
+
+    @property
+    def rows(self) -> list[Row]:
+        """The rows (no, ts_ms, text), in order."""
+        if self._rows is None:
+            count = self.last - self.first + 1
+            stamps = array.array("q")
+            stamps.frombytes(self._stamps)
+            if sys.byteorder != "little":
+                stamps.byteswap()
+            texts = self.text.split("\n")
+            if len(texts) != count or len(stamps) != count:
+                raise ValueError(f"chunk {self.first}-{self.last} holds {len(texts)} lines")
+            numbers = range(self.first, self.last + 1)
+            self._rows = list(zip(numbers, stamps.tolist(), texts, strict=True))
+        return self._rows
 
 
 def _zstd() -> Any:
@@ -105,18 +134,12 @@ def encode(rows: Sequence[Sequence[Any]], codec: int = CODEC_ZSTD) -> bytes:
 
 
 def decode(first: int, last: int, data: bytes) -> Decoded:
-    """A chunk's rows from its row in `chunks`."""
+    """A chunk from its row in `chunks` (the rows are split out on first use)."""
     payload = _decompressor(data[0])(data[1:])
-    count = last - first + 1
-    stamps = array.array("q")
-    stamps.frombytes(payload[: 8 * count])
-    if sys.byteorder != "little":
-        stamps.byteswap()
-    text = payload[8 * count :].decode("utf-8")
-    texts = text.split("\n")
-    if len(texts) != count or len(stamps) != count:
-        raise ValueError(f"chunk {first}-{last} holds {len(texts)} lines, not {count}")
-    return Decoded(list(zip(range(first, last + 1), stamps.tolist(), texts, strict=True)), text)
+    size = 8 * (last - first + 1)
+    if len(payload) < size:
+        raise ValueError(f"chunk {first}-{last} is too short")
+    return Decoded(first, last, payload[:size], payload[size:])
 
 
 # Recently decoded chunks: a viewer's pages of 1,000 from /lines rarely align with chunks, and
@@ -342,16 +365,21 @@ def _candidates_statement(pg: bool, case: bool, specials: tuple[str, ...]) -> Pr
 
 
 def chunk_may_match(needle: str, case: bool) -> Callable[[Decoded], bool]:
-    """Whether some line of a chunk may match `needle` (lower-cased unless `case`): it holds an
-    escape, a LOWER_TO_ASCII character, or the needle itself (ignoring case: in the chunk's
-    lower-cased text, which holds whatever SQLite's ASCII-folding LIKE would find)."""
-    specials = [] if case else [char for char, letter in LOWER_TO_ASCII if letter in needle]
+    """Whether some line of a chunk may match `needle` (lower-cased unless `case`), by the
+    rule the database applies to a line row: it holds an escape, a LOWER_TO_ASCII character,
+    or the needle (ignoring case: ASCII letters folded, as SQLite's LIKE does; `bytes.lower`
+    folds exactly those). Looked for in the chunk's UTF-8 at once: a UTF-8 text contains
+    another exactly when their encodings do."""
+    wanted = needle.encode("utf-8")
+    marks = [b"\x1b"]
+    if not case:
+        marks += [char.encode("utf-8") for char, letter in LOWER_TO_ASCII if letter in needle]
 
     def may(chunk: Decoded) -> bool:
-        text = chunk.text
-        if "\x1b" in text or any(char in text for char in specials):
+        body = chunk.body
+        if any(mark in body for mark in marks):
             return True
-        return needle in (text if case else text.lower())
+        return wanted in (body if case else body.lower())
 
     return may
 
