@@ -104,6 +104,9 @@ class Settings:
     retention: str | None = None
     # With retention, the newest N jobs of each name are kept whatever their age.
     retention_keep: int = 0
+    # A job's log past this many bytes (UTF-8, a LF per line) keeps its first half-limit and its
+    # latest lines; the lines between are dropped, one marker line says which (0: no limit).
+    max_job_bytes: int = 100 * 1024 * 1024
     # Finished logs are compacted into compressed chunks of 1,000 lines (server/compaction.py);
     # off keeps every line a row of its own (reads handle both either way).
     compact: bool = True
@@ -158,6 +161,8 @@ class Settings:
             raise SettingsError("certfile and keyfile go together")
         if self.retention is not None:
             parse_duration(self.retention)
+        if self.max_job_bytes != 0 and self.max_job_bytes < 1024:
+            raise SettingsError("max_job_bytes must be 0 (no limit) or at least 1024")
         if self.compact_codec not in ("zstd", "zlib"):
             raise SettingsError("compact_codec must be zstd or zlib")
         if self.retention_keep < 0:

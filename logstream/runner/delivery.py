@@ -146,6 +146,7 @@ class Delivery:
         self._stop = threading.Event()
         self._stopped_by: str | None = None
         self._batch_lines = BATCH_LINES
+        self.told_dropped = False  # the server's size limit was reported (once)
         self._thread = threading.Thread(target=self._run, name="logstream-delivery", daemon=True)
 
     def start(self) -> Delivery:
@@ -217,7 +218,7 @@ class Delivery:
                 break
             first, lines = batch
             try:
-                self.client.append(self.job_id, self.token, lines, first, self._timeout())
+                answer = self.client.append(self.job_id, self.token, lines, first, self._timeout())
             except ClientError as error:
                 status = getattr(error, "status", None)
                 if status == 413 and len(lines) > 1:
@@ -229,6 +230,7 @@ class Delivery:
                 backoff = self._pause(str(error), backoff)
                 continue
             self.spool.ack(first + len(lines) - 1)
+            self._note_dropped(answer)
             backoff = self._recovered(backoff)
         if self._stop.is_set() or self.spool.pending:
             return
@@ -256,6 +258,20 @@ class Delivery:
             else:
                 return
         self.done = True
+
+    def _note_dropped(self, answer: Any) -> None:
+        """Say once that the server's size limit drops lines of this job (`dropped` in an
+        append's answer); the command's own output is not affected."""
+        dropped = answer.get("dropped") if isinstance(answer, dict) else None
+        if self.told_dropped or not isinstance(dropped, dict):
+            return
+        self.told_dropped = True
+        self.warn(
+            f"job {self.job_id} passed the server's size limit of"
+            f" {dropped.get('max_job_bytes')} bytes: its stored log keeps its first lines and"
+            f" its latest ones; lines from {dropped.get('first')} on are dropped as it goes on"
+            " (one marker line says which)"
+        )
 
     def _fail(self, error: str) -> None:
         self.error = error

@@ -53,7 +53,7 @@ class Services:
 
             broker = PostgresBroker(settings.database_url, on_reconnect=hub.recheck_soon)
         broker.listen(hub.on_hint)
-        writer = Writer(engine, broker)
+        writer = Writer(engine, broker, max_job_bytes=settings.max_job_bytes)
         await broker.start()
         await hub.start()
         await writer.start()

@@ -36,7 +36,7 @@ from logstream.server.errors import (
     Unavailable,
 )
 from logstream.server.live.broker import Broker, Hint
-from logstream.server.store import driver, queries
+from logstream.server.store import driver, limits, queries
 from logstream.server.store.db import (
     BUSY_TIMEOUT_MS,
     IMMEDIATE,
@@ -84,16 +84,22 @@ class AppendResult:
     line_count: int
     stored: int
     skipped: int
+    # Lines dropped by the size limit (first, last) and the limit, once the job passed it.
+    dropped: tuple[int, int, int] | None = None
 
-    def to_json(self) -> dict[str, int]:
-        """The JSON answer to an append."""
-        return {
+    def to_json(self) -> dict[str, Any]:
+        """The JSON answer to an append (`dropped` only once the job passed its size limit)."""
+        body: dict[str, Any] = {
             "first": self.first,
             "last": self.last,
             "line_count": self.line_count,
             "stored": self.stored,
             "skipped": self.skipped,
         }
+        if self.dropped is not None:
+            first, last, limit = self.dropped
+            body["dropped"] = {"first": first, "last": last, "max_job_bytes": limit}
+        return body
 
 
 class StaleMasks(Unavailable):
@@ -159,9 +165,11 @@ def _write_failed(error: Exception) -> Unavailable:
 class Writer:
     """Owns all writes; start() before use, stop() to drain and end."""
 
-    def __init__(self, engine: AsyncEngine, broker: Broker) -> None:
+    def __init__(self, engine: AsyncEngine, broker: Broker, *, max_job_bytes: int = 0) -> None:
         self._engine = engine
         self._broker = broker
+        # LOGSTREAM_MAX_JOB_BYTES (0: no limit): past it a job keeps its head and latest tail.
+        self.max_job_bytes = max_job_bytes
         self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._sqlite = engine.dialect.name == "sqlite"
@@ -266,22 +274,51 @@ class Writer:
                     status=state.status,
                     line_count=count,
                 )
-            queries.insert_lines(conn, job_id, count + 1, new, now_ms())
+            limit = self.max_job_bytes
+            nbytes = limits.line_bytes(new) if limit and new else None
+            size = queries.insert_lines(conn, job_id, count + 1, new, now_ms(), nbytes)
             if masks is not None and masks.changes:
                 queries.add_masks(
                     conn, job_id, masks.keys, masks.sealed, masks.block, masks.version + 1
                 )
             line_count = count + len(new)
+            dropped = None
+            if size is not None:
+                size = self._limit(conn, job_id, size, new, count, line_count)
+                if size.dropped_first is not None and size.dropped_last is not None:
+                    dropped = (size.dropped_first, size.dropped_last, limit)
             result = AppendResult(
                 first=start,
                 last=start + len(texts) - 1,
                 line_count=line_count,
                 stored=len(new),
                 skipped=overlap,
+                dropped=dropped,
             )
             return result, (Hint(job_id, line_count) if new else None)
 
         return await self._submit(run, size=len(texts), job_id=job_id)
+
+    def _limit(
+        self,
+        conn: Connection,
+        job_id: int,
+        size: limits.SizeState,
+        new: Sequence[str],
+        count: int,
+        line_count: int,
+    ) -> limits.SizeState:
+        """After an append: note where the head ends once half the limit is passed, and drop
+        lines after it once the whole limit is (store/limits.py)."""
+        limit = self.max_job_bytes
+        if size.head_last is None and size.stored_bytes > limit // 2:
+            before = size.stored_bytes - limits.line_bytes(new)
+            head = limits.head_end(new, count + 1, before, limit)
+            limits.set_head(conn, job_id, head)
+            size = dataclasses.replace(size, head_last=head)
+        if size.stored_bytes > limit:
+            size = limits.trim(conn, job_id, size, line_count, limit, now_ms())
+        return size
 
     async def finish(
         self, job_id: int, status: str, exit_code: int | None, line_count: int | None

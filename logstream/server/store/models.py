@@ -41,6 +41,13 @@ jobs = Table(
     # job's lock by each append; mask_block is 1 inside a multi-line private-key block.
     Column("mask_version", BigInteger, nullable=False, server_default="0"),
     Column("mask_block", Integer, nullable=False, server_default="0"),
+    # The size limit (LOGSTREAM_MAX_JOB_BYTES, server/store/limits.py): bytes of the lines
+    # stored (UTF-8 and a LF each), the last line of the kept head once known, and the range of
+    # dropped lines (its marker line is stored at dropped_last).
+    Column("stored_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("head_last", BigInteger, nullable=True),
+    Column("dropped_first", BigInteger, nullable=True),
+    Column("dropped_last", BigInteger, nullable=True),
 )
 
 # (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines

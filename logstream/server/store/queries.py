@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from logstream.protocol import STATUSES_FINAL
 from logstream.server.store import chunks
 from logstream.server.store.driver import Prepared, fetch_raw
+from logstream.server.store.limits import SizeState
 from logstream.server.store.models import job_events, job_masks, jobs, lines
 
 
@@ -161,6 +162,12 @@ _INSERT_LINE = Prepared(
 _SET_COUNT = Prepared(
     update(jobs).where(jobs.c.id == bindparam("job_id")).values(line_count=bindparam("count"))
 )
+_SET_COUNT_BYTES = Prepared(
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(line_count=bindparam("count"), stored_bytes=jobs.c.stored_bytes + bindparam("nbytes"))
+    .returning(jobs.c.stored_bytes, jobs.c.head_last, jobs.c.dropped_first, jobs.c.dropped_last)
+)
 
 
 def lock_job(conn: Connection, job_id: int) -> JobState | None:
@@ -241,18 +248,29 @@ async def read_candidates(
 
 
 def insert_lines(
-    conn: Connection, job_id: int, first: int, texts: Sequence[str], ts_ms: int
-) -> None:
-    """Store texts as lines first, first+1, ... and move the job's count past them."""
+    conn: Connection,
+    job_id: int,
+    first: int,
+    texts: Sequence[str],
+    ts_ms: int,
+    nbytes: int | None = None,
+) -> SizeState | None:
+    """Store texts as lines first, first+1, ... and move the job's count past them. With
+    `nbytes` (their raw bytes: the size limit is on) the job's stored bytes grow by it, and
+    the job's size state after that is returned."""
     if not texts:
-        return
+        return None
     n = len(texts)
     _INSERT_LINE.run_many(
         conn,
         ("job_id", "no", "ts_ms", "text"),
         zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts, strict=True),
     )
-    _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1)
+    if nbytes is None:
+        _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1)
+        return None
+    row = _SET_COUNT_BYTES.rows(conn, job_id=job_id, count=first + n - 1, nbytes=nbytes)[0]
+    return SizeState(*row)
 
 
 def finish_job(
