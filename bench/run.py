@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to measure (default rows zstd zlib; rows is what the others are held to)",
     )
     p.add_argument("--repeat", type=int, help="reads per figure, the best kept (default 2)")
+    p.add_argument(
+        "--text",
+        choices=["words", "padded"],
+        help="the lines: build output from a word list (default) or catchup's padded lines",
+    )
 
     p = sub.add_parser(
         "ingest", parents=[shared], help="durable appends as fast as possible; raw SQLite limit"
@@ -269,6 +274,7 @@ def plan(
                         lines=get("lines", 50_000 if quick else 1_000_000),
                         variants=tuple(get("variants", ["rows", "zstd", "zlib"])),
                         repeat=get("repeat", 1 if quick else 2),
+                        text=get("text", "words"),
                     ),
                 )
             )

@@ -7,23 +7,51 @@ batches of 5,000) and finished; a compacted variant then waits until the backgro
 has moved every line and given the freed pages back. Bytes on disk: the database file plus its
 WAL after a TRUNCATE checkpoint, divided by the lines. Reads: the best of `repeat` runs each
 (the machine is shared), from line 1 to the `end` event; search: a text on one line and a text
-on none, best of `repeat`.
+on none, best of `repeat`. The lines (`text`): "words" (default) are build output of ~80 bytes
+drawn from a word list (every tenth colored), which compresses about as a real log does;
+"padded" are catchup's lines, whose fixed padding compresses 80-fold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from ..common import LINE_BYTES, CpuMeter, Figure, fmt_int, line_texts
+from ..common import CpuMeter, Figure, fmt_int, line_texts
 from ..httpc import HttpConnection, append_request
 from ..readers import ReaderSet, SseCounter
 from .catchup import TextCounter, _read_one
 from .context import HOST, Context, Result, request_json
+
+# Words of build output, for lines that compress like a real log rather than like the padding
+# of catchup's lines (which zstd shrinks 80-fold).
+WORDS = (
+    "compiling linking test passed failed warning error module package build step run cache"
+    " hit miss download src lib tests target release debug info ok done fetch install"
+).split()
+
+
+def word_texts(t_ns: int, first: int, count: int) -> list[str]:
+    """`count` lines numbered from `first`: `t=<ns> n=<no> ` (what the readers check) and
+    ~60 bytes of words, paths and numbers drawn from the line's number; every tenth colored."""
+    out = []
+    for no in range(first, first + count):
+        r = random.Random(no)
+        words = " ".join(r.choice(WORDS) for _ in range(r.randint(2, 8)))
+        path = f"src/{r.choice(WORDS)}/{r.choice(WORDS)}_{r.randint(0, 999)}.py"
+        body = f"{path}:{r.randint(1, 999)} {words}"
+        if no % 10 == 0:
+            body = f"\x1b[3{no % 7}m{body}\x1b[0m"
+        out.append(f"t={t_ns} n={no} {body}")
+    return out
+
+
+TEXTS = {"words": word_texts, "padded": line_texts}
 
 VARIANTS = {
     "rows": {"LOGSTREAM_COMPACT": "0"},
@@ -43,6 +71,20 @@ def _db_state(db: Path, job_id: int) -> tuple[int, int]:
         conn.close()
 
 
+async def _raw_bytes(conn: HttpConnection, job_id: int) -> int:
+    """The size of the job's raw text log (what `?format=text` sends), from its JSON pages."""
+    total = 0
+    after = 0
+    while True:
+        page = await request_json(
+            conn, "GET", f"/api/jobs/{job_id}/lines?after={after}&limit=10000"
+        )
+        total += sum(len(row["text"].encode()) + 1 for row in page["lines"])
+        if page["next_after"] is None:
+            return total
+        after = page["next_after"]
+
+
 def _disk_bytes(db: Path) -> int:
     """The database file and its WAL, after the WAL is copied back and truncated."""
     conn = sqlite3.connect(db, timeout=30)
@@ -55,11 +97,11 @@ def _disk_bytes(db: Path) -> int:
 
 
 async def _variant(
-    ctx: Context, name: str, lines: int, repeat: int, queries: list[str]
+    ctx: Context, name: str, lines: int, repeat: int, queries: list[str], text: str
 ) -> dict[str, Any]:
     server = ctx.server(f"storage-{name}", env=VARIANTS[name])
     server.start()
-    out: dict[str, Any] = {"variant": name}
+    out: dict[str, Any] = {"variant": name, "text": text}
     try:
         conn = await HttpConnection(HOST, server.port).connect()
         job = await ctx.create_job(conn, f"storage-{name}")
@@ -67,12 +109,14 @@ async def _variant(
         no = 1
         while no <= lines:
             count = min(5000, lines - no + 1)
-            conn.send(append_request(conn, job, line_texts(time.monotonic_ns(), no, count), no))
+            texts = TEXTS[text](time.monotonic_ns(), no, count)
+            conn.send(append_request(conn, job, texts, no))
             status, body = await conn.answer(60)
             if status != 200:
                 raise RuntimeError(f"append failed: {status} {body[:200]!r}")
             no += count
         out["build_s"] = round(time.monotonic() - started, 3)
+        out["raw_bytes"] = await _raw_bytes(conn, job["id"])
         meter = CpuMeter(server.pid).start()
         finished = time.monotonic()
         await ctx.finish(conn, job, lines)
@@ -123,13 +167,17 @@ async def _variant(
 
 
 async def run(
-    ctx: Context, lines: int, variants: tuple[str, ...] = ("rows", "zstd", "zlib"), repeat: int = 2
+    ctx: Context,
+    lines: int,
+    variants: tuple[str, ...] = ("rows", "zstd", "zlib"),
+    repeat: int = 2,
+    text: str = "words",
 ) -> Result:
     """Measure each variant in turn on its own server; compare each with rows."""
-    label = ctx.label(f"storage {lines:,} lines")
+    label = ctx.label(f"storage {lines:,} {text} lines")
     rare = f"n={int(lines * 0.777) or 1} "  # the text of exactly one line
     queries = [rare, "no such text"]
-    measured = {name: await _variant(ctx, name, lines, repeat, queries) for name in variants}
+    measured = {name: await _variant(ctx, name, lines, repeat, queries, text) for name in variants}
     rows = measured.get("rows")
     figures: list[Figure] = []
     for name, got in measured.items():
@@ -148,8 +196,10 @@ async def run(
                 )
             )
         per_line = got["bytes_per_line"]
+        raw_line = got["raw_bytes"] / lines
         value = (
-            f"{per_line:.2f} B/line ({got['disk_bytes'] / 1e6:.1f} MB for {LINE_BYTES}-byte lines)"
+            f"{per_line:.2f} B/line ({got['disk_bytes'] / 1e6:.1f} MB;"
+            f" the raw log: {raw_line:.1f} B/line)"
         )
         if base is None:
             figures.append(Figure(label, f"{tag} bytes on disk per line", value, "(today)"))
