@@ -349,3 +349,27 @@ async def test_retry_of_last_batch_after_compaction_over_http(shared_server: Ser
         assert r.status_code == 200 and r.json()["skipped"] == 500, r.text
         r = await post_lines(client, job, ["l1001", "nope"], first=1001)
         assert r.status_code == 409 and r.json()["reason"] == "mismatch", r.text
+
+
+@pytest.mark.services(compact=False)
+async def test_long_lines_make_smaller_chunks(services: Services) -> None:
+    """A chunk holds at most ~1 M characters: a log of 10,000-character lines compacts into
+    chunks of ~100 lines, and reads the same through them."""
+    svc = services
+    job, _ = await svc.writer.create_job("long", {})
+    texts = [f"{n} " + "y" * 10_000 for n in range(1, 1201)]
+    for start in range(0, 1200, 100):
+        await svc.writer.append(job.id, texts[start : start + 100], None)
+    await svc.writer.finish(job.id, "succeeded", 0, None)
+    steps = []
+    while moved := await svc.writer.compact(job.id, chunks.CODEC_ZSTD):
+        steps.append(moved)
+    assert sum(steps) == 1200 and max(steps) <= chunks.CHUNK_CHARS // 10_000
+    async with svc.engine.connect() as conn:
+        got: list[str] = []
+        after = 0
+        while page := await queries.read_lines(conn, job.id, after, 500):
+            got += [r[2] for r in page]
+            after = page[-1][0]
+        assert got == texts
+        assert [r[0] for r in await queries.read_lines(conn, job.id, 150, 3)] == [151, 152, 153]

@@ -35,6 +35,9 @@ from logstream.server.store.models import chunks, lines
 # N+1 by `first_no > N - MAX_CHUNK_LINES` (an index range, not a scan of the job's chunks).
 CHUNK_LINES = 1000
 MAX_CHUNK_LINES = 1000
+# ... and at most about this many characters of text (lines can be 64 K characters long: a
+# chunk of such lines stays ~1 MB decoded, not 64 MB).
+CHUNK_CHARS = 1 << 20
 
 CODEC_ZLIB = 1
 CODEC_ZSTD = 2
@@ -146,11 +149,14 @@ def decode(first: int, last: int, data: bytes) -> Decoded:
 # several readers catching up on one log read the same chunks. Keyed by the row's own bytes
 # too, so a chunk of a deleted job whose id SQLite reuses is never served from here.
 CACHE_CHUNKS = 32
+CACHE_BYTES = 16 << 20  # of decompressed text (the rows split from it take about as much again)
 _cache: collections.OrderedDict[tuple[int, int, int, bytes], Decoded] = collections.OrderedDict()
+_cached_bytes = 0
 
 
 def decoded(job_id: int, first: int, last: int, data: bytes) -> Decoded:
     """The decoded chunk, from the small LRU cache or decompressed now."""
+    global _cached_bytes
     key = (job_id, first, last, data)
     found = _cache.get(key)
     if found is not None:
@@ -158,8 +164,10 @@ def decoded(job_id: int, first: int, last: int, data: bytes) -> Decoded:
         return found
     found = decode(first, last, data)
     _cache[key] = found
-    if len(_cache) > CACHE_CHUNKS:
-        _cache.popitem(last=False)
+    _cached_bytes += len(found.body)
+    while len(_cache) > CACHE_CHUNKS or (_cached_bytes > CACHE_BYTES and len(_cache) > 1):
+        _key, gone = _cache.popitem(last=False)
+        _cached_bytes -= len(gone.body)
     return found
 
 
@@ -461,7 +469,11 @@ def compact_step(conn: Connection, job_id: int, codec: int) -> int:
         return 0
     first = rows[0][0]
     count = 1
+    size = len(rows[0][2])
     while count < len(rows) and rows[count][0] == first + count:
+        size += len(rows[count][2])
+        if size > CHUNK_CHARS:  # long lines: a chunk stays about a megabyte when decoded
+            break
         count += 1
     rows = rows[:count]
     last = first + count - 1
