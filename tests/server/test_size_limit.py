@@ -5,6 +5,7 @@ numbers never change, readers resume across the dropped range, the runner is tol
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,28 @@ def test_the_runner_says_it_once() -> None:
     delivery._note_dropped(answer)
     assert len(told) == 1
     assert "size limit of 10000 bytes" in told[0] and "lines from 51 on" in told[0]
+
+
+def test_logstream_run_prints_the_size_limit_once(tmp_path: Path) -> None:
+    """The runner is told in the append answers and says it once, on stderr; the command's
+    own output is not affected."""
+    from support.cli import cli, job, job_id_from
+
+    proc = ServerProcess(tmp_path, env={"LOGSTREAM_MAX_JOB_BYTES": str(LIMIT)})
+    proc.start()
+    try:
+        script = (
+            "import sys, time\n"
+            "for n in range(1, 601):\n"
+            "    print(f'out {n:04d} ' + '.' * 90, flush=True)\n"
+            "    if n % 50 == 0: time.sleep(0.15)\n"
+        )
+        result = cli(proc.url, "run", "--", sys.executable, "-c", script)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count(b"\n") == 600
+        assert result.stderr.count(b"size limit") == 1, result.stderr
+        assert f"size limit of {LIMIT} bytes".encode() in result.stderr
+        info = job(proc.url, job_id_from(result.stderr))
+        assert info["line_count"] == 600
+    finally:
+        proc.stop(signal.SIGKILL)
