@@ -181,3 +181,19 @@ def test_logstream_run_prints_the_size_limit_once(tmp_path: Path) -> None:
         assert info["line_count"] == 600
     finally:
         proc.stop(signal.SIGKILL)
+
+
+async def test_a_feed_that_reads_across_the_dropped_range_restarts_its_ring() -> None:
+    """A feed behind a trim reads rows with a gap: its ring (consecutive lines only) restarts
+    after it, so a reader before the gap pages the marker from the store."""
+    from logstream.server.live.feed import Feed
+
+    feed = Feed(None, 1, page_lines=100, feed_lines=100)  # type: ignore[arg-type]
+    feed._add([(1, 0, "a"), (2, 0, "b"), (3, 0, "c")])
+    feed.known = 3
+    assert feed.chunk_after(1, 100, "text") == (b"b\nc\n", 3)
+    feed._add([(4, 0, "d"), (10, 0, "marker"), (11, 0, "k")])
+    assert (feed.base, feed.texts, feed.known) == (10, ["marker", "k"], 11)
+    assert feed.chunk_after(3, 100, "text") is None  # before the ring: from the store
+    assert feed.chunk_after(9, 100, "text") == (b"marker\nk\n", 11)
+    assert feed.chunk_after(10, 100, "sse") == (b"id: 11\ndata: k\n\n", 11)

@@ -200,6 +200,19 @@ class Feed:
             self._fetching = None
 
     def _add(self, rows: Sequence[Sequence[Any]]) -> None:
+        first = rows[0][0]
+        if first != self.known + 1 or rows[-1][0] - first + 1 != len(rows):
+            # A gap: the size limit dropped lines this feed had not read yet (their marker is
+            # stored at the last dropped number). The ring holds consecutive lines only, so it
+            # restarts after the last gap; readers before it page from the store.
+            start = len(rows) - 1
+            while start > 0 and rows[start - 1][0] == rows[start][0] - 1:
+                start -= 1
+            rows = rows[start:]
+            self.texts.clear()
+            self.events.clear()
+            self.base = rows[0][0]
+            self._chunk_key = (0, 0)
         for no, _ts, text in rows:
             self.texts.append(text)
             self.events.append(sse.line_event(no, text))
