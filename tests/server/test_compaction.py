@@ -373,3 +373,6 @@ async def test_long_lines_make_smaller_chunks(services: Services) -> None:
             after = page[-1][0]
         assert got == texts
         assert [r[0] for r in await queries.read_lines(conn, job.id, 150, 3)] == [151, 152, 153]
+        # A page holds as many lines as asked (the viewer counts on it), across short chunks.
+        page = await queries.read_lines(conn, job.id, 7, 1000)
+        assert [r[0] for r in page] == list(range(8, 1008))

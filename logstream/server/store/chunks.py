@@ -288,31 +288,38 @@ def _chunk_limit(limit: int) -> int:
 async def read_rows(
     conn: AsyncConnection, job_id: int, after: int, limit: int
 ) -> Sequence[Sequence[Any]]:
-    """Up to `limit` lines above `after` as (no, ts_ms, text), from chunks and lines.
-
-    May return fewer than `limit` while more exist (never none while any exist): callers page
-    on with the last number. A log not compacted comes straight from the driver, as before.
-    """
+    """Up to `limit` lines above `after` as (no, ts_ms, text), from chunks and lines: `limit`
+    of them unless the log ends first, as before compaction (the viewer's pages count on it).
+    A log not compacted comes straight from the driver in one statement, as before; when the
+    chunks read hold fewer lines than asked (shorter chunks: long lines, gaps), the rest comes
+    from the next statement, on from the last line the first one answered for."""
     pg = conn.dialect.name != "sqlite"
-    chunk_limit = _chunk_limit(limit)
-    rows = await fetch_raw(
-        conn,
-        _READ_PG if pg else _READ_SQLITE,
-        job_id=job_id,
-        after=after,
-        low=after - MAX_CHUNK_LINES,
-        limit=limit,
-        chunk_limit=chunk_limit,
-    )
-    if not rows:
-        return rows
-    if not pg and type(rows[0][2]) is not bytes and type(rows[-1][2]) is not bytes:
-        return rows  # not compacted (chunks come first in the union): the hot path, as is
-    found_chunks, found_lines = _split(rows, pg)
-    if not found_chunks:
-        return found_lines
-    out, _bound = merge(job_id, found_chunks, chunk_limit, found_lines, limit, after, limit)
-    return out
+    statement = _READ_PG if pg else _READ_SQLITE
+    out: list[Row] = []
+    while True:
+        want = limit - len(out)
+        chunk_limit = _chunk_limit(want)
+        rows = await fetch_raw(
+            conn,
+            statement,
+            job_id=job_id,
+            after=after,
+            low=after - MAX_CHUNK_LINES,
+            limit=want,
+            chunk_limit=chunk_limit,
+        )
+        if not rows:
+            return out
+        if not out and not pg and type(rows[0][2]) is not bytes and type(rows[-1][2]) is not bytes:
+            return rows  # not compacted (chunks come first in the union): the hot path, as is
+        found_chunks, found_lines = _split(rows, pg)
+        if not found_chunks:
+            return out + found_lines if out else found_lines
+        page, bound = merge(job_id, found_chunks, chunk_limit, found_lines, want, after, want)
+        out += page
+        if len(out) >= limit or bound is None:
+            return out
+        after = bound  # every line up to the bound was in this answer
 
 
 def read_texts(conn: Connection, job_id: int, first: int, last: int) -> list[str]:

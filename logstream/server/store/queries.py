@@ -210,8 +210,7 @@ async def read_lines(
     conn: AsyncConnection, job_id: int, after: int, limit: int
 ) -> Sequence[Sequence[Any]]:
     """Up to `limit` lines numbered above `after`, as (no, ts_ms, text) rows, from the job's
-    lines and its compacted chunks (store/chunks.py). Fewer than `limit` does not mean the end:
-    only no rows does.
+    lines and its compacted chunks (store/chunks.py); `limit` of them unless the log ends.
 
     The hot path of replay (a million lines must stream in seconds): one prepared statement
     straight to the driver, skipping SQLAlchemy's per-row result processing; a chunk is
