@@ -61,3 +61,41 @@ async def check_job_token(svc: Services, job_id: int, authorization: str | None)
     if hmac.compare_digest(hash_token(token), expected) or is_runner(svc, token):
         return
     raise Forbidden(f"the token is not valid for job {job_id}")
+
+
+async def check_cancel(svc: Services, job_id: int, authorization: str | None) -> None:
+    """Who may cancel a job: its own token or the runner token; anyone while the server runs
+    open (no runner token: the dashboard's Cancel button needs no token then).
+
+    The one place that decides it, so roles (an admin may cancel) slot in here.
+    """
+    if svc.settings.runner_token is None:
+        if await svc.token_hash(job_id) is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        return
+    await check_job_token(svc, job_id, authorization)
+
+
+async def may_cancel(svc: Services, job_id: int, authorization: str | None) -> bool:
+    """Whether check_cancel would let this request through (the dashboard shows the button)."""
+    try:
+        await check_cancel(svc, job_id, authorization)
+    except (Unauthorized, Forbidden, NotFound):
+        return False
+    return True
+
+
+def check_metrics(svc: Services, authorization: str | None) -> None:
+    """/metrics: the runner token or LOGSTREAM_METRICS_TOKEN when either is set, else open
+    (an admin role slots in here)."""
+    metrics_token = svc.settings.metrics_token
+    if svc.settings.runner_token is None and metrics_token is None:
+        return
+    token = parse_bearer(authorization)
+    if token is None:
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics or runner token>'")
+    if is_runner(svc, token) or (
+        metrics_token is not None and hmac.compare_digest(token.encode(), metrics_token.encode())
+    ):
+        return
+    raise Forbidden("the token may not read /metrics")

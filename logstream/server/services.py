@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.config import Settings
+from logstream.server import metrics
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
 from logstream.server.masks import MaskCache
+from logstream.server.live.sweep import Sweeper
 from logstream.server.store import queries
 from logstream.server.store.db import create_engine
 from logstream.server.writer import Writer
@@ -19,7 +23,7 @@ TOKEN_CACHE_SIZE = 10_000
 
 @dataclasses.dataclass
 class Services:
-    """Engine, broker, writer and hub of one server process."""
+    """Engine, broker, writer, hub and sweep of one server process."""
 
     settings: Settings
     engine: AsyncEngine
@@ -27,7 +31,9 @@ class Services:
     writer: Writer
     hub: Hub
     masks: MaskCache
+    sweeper: Sweeper
     _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
+    _gauges: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -50,14 +56,33 @@ class Services:
             broker = PostgresBroker(settings.database_url, on_reconnect=hub.recheck_soon)
         broker.listen(hub.on_hint)
         writer = Writer(engine, broker)
+        sweeper = Sweeper(
+            engine,
+            writer,
+            job_timeout=settings.job_timeout,
+            cancel_timeout=settings.cancel_timeout,
+        )
         await broker.start()
         await hub.start()
         await writer.start()
-        return cls(settings, engine, broker, writer, hub, masks)
+        await sweeper.start()
+        svc = cls(settings, engine, broker, writer, hub, masks, sweeper)
+        if metrics.multiprocess():
+            svc._gauges = asyncio.create_task(metrics.report_live(svc.live_counts))
+        return svc
+
+    def live_counts(self) -> tuple[int, int]:
+        """Open streams and live feeds in this process (the /metrics gauges)."""
+        return self.hub.streams.count, len(self.hub.feeds)
 
     async def stop(self) -> None:
-        """End streams, drain the writer, close the broker and the pool."""
+        """End streams, stop the sweep, drain the writer, close the broker and the pool."""
+        if self._gauges is not None:
+            self._gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauges
         await self.hub.stop()
+        await self.sweeper.stop()
         await self.writer.stop()
         await self.broker.stop()
         await self.engine.dispose()

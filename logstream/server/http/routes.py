@@ -6,16 +6,23 @@ No SQL here: the store's queries do that.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
 from logstream import logtext, masking, sse
-from logstream.protocol import STATUSES_FINAL
-from logstream.server import search
-from logstream.server.auth import check_job_token, check_runner
-from logstream.server.errors import BadRequest, NotFound
+from logstream.protocol import STATUSES_FINISH
+from logstream.server import metrics, search
+from logstream.server.auth import (
+    check_cancel,
+    check_job_token,
+    check_metrics,
+    check_runner,
+    may_cancel,
+)
+from logstream.server.errors import BadRequest, NotFound, Unavailable
 from logstream.server.http.core import (
     STREAM_HEADERS,
     answer_headers,
@@ -195,8 +202,24 @@ async def job_events() -> Response:
 
 @bp.get("/api/jobs/<job_id>")
 async def show_job(job_id: str) -> Response:
-    """One job."""
-    return json_response((await get_job_or_404(services(), parse_job_id(job_id))).to_json())
+    """One job, and whether this request may cancel it (the dashboard's Cancel button)."""
+    svc = services()
+    job = await get_job_or_404(svc, parse_job_id(job_id))
+    body = job.to_json()
+    body["can_cancel"] = not job.finished and await may_cancel(
+        svc, job.id, request.headers.get("Authorization")
+    )
+    return json_response(body)
+
+
+@bp.post("/api/jobs/<job_id>/cancel")
+async def cancel_job(job_id: str) -> Response:
+    """Ask a running job to stop: 202 with the job (`cancel_requested_at` set); its runner
+    stops the command and finishes the job as canceled."""
+    number = parse_job_id(job_id)
+    await check_cancel(services(), number, request.headers.get("Authorization"))
+    job = await services().writer.cancel(number)
+    return json_response(job.to_json(), 200 if job.finished else 202)
 
 
 @bp.post("/api/jobs/<job_id>/finish")
@@ -206,8 +229,8 @@ async def finish_job(job_id: str) -> Response:
     await check_job_token(services(), number, request.headers.get("Authorization"))
     payload = await _json_body()
     status = payload.get("status")
-    if status not in STATUSES_FINAL:
-        raise BadRequest("status must be one of " + ", ".join(STATUSES_FINAL), field="status")
+    if status not in STATUSES_FINISH:
+        raise BadRequest("status must be one of " + ", ".join(STATUSES_FINISH), field="status")
     exit_code = payload.get("exit_code")
     if exit_code is not None and (
         not isinstance(exit_code, int)
@@ -280,9 +303,36 @@ async def search_log(job_id: str) -> Response:
     )
 
 
+# --- operations --------------------------------------------------------------------------------
+
+READY_TIMEOUT = 2.0
+
+
 @bp.get("/healthz")
 async def healthz() -> Response:
-    """Liveness: the process answers and the store can be queried."""
-    async with services().engine.connect() as conn:
-        await queries.get_job(conn, 0)
+    """Liveness: the process answers (the store is /readyz's question)."""
     return json_response({"ok": True, "pid": os.getpid(), "streams": services().hub.streams.count})
+
+
+@bp.get("/readyz")
+async def readyz() -> Response:
+    """Readiness: the store answers within READY_TIMEOUT s, and the process is not stopping."""
+    svc = services()
+    if svc.hub.streams.closing:
+        raise Unavailable("the server is shutting down")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with svc.engine.connect() as conn:
+                await queries.ping(conn)
+    except TimeoutError:
+        metrics.store_error("request")
+        raise Unavailable(f"the store did not answer within {READY_TIMEOUT:g} s") from None
+    return json_response({"ok": True})
+
+
+@bp.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """The Prometheus text exposition (every worker's, in multiprocess mode)."""
+    svc = services()
+    check_metrics(svc, request.headers.get("Authorization"))
+    return Response(metrics.render(svc.live_counts), content_type=metrics.CONTENT_TYPE)

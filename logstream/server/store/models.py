@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -30,6 +40,14 @@ jobs = Table(
     # job's lock by each append; mask_block is 1 inside a multi-line private-key block.
     Column("mask_version", BigInteger, nullable=False, server_default="0"),
     Column("mask_block", Integer, nullable=False, server_default="0"),
+    # When the runner was last heard from (an append or a keepalive): set by the statement
+    # that moves line_count, so it costs no extra write. Not indexed, so updating it never
+    # touches an index (and stays a HOT update on PostgreSQL).
+    Column("last_seen_ms", BigInteger, nullable=True),
+    # When a cancel was requested (the job keeps running until its runner finishes it).
+    Column("cancel_ms", BigInteger, nullable=True),
+    # The sweep looks for stale jobs among the running ones; status changes only at the end.
+    Index("ix_jobs_status", "status"),
 )
 
 # (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines
