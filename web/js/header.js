@@ -2,7 +2,7 @@
 // pill and banner, and the end-of-job bar of the log viewer.
 
 import {
-  el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount,
+  el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount, HttpError,
 } from "./common.js";
 import { metaList } from "./meta.js";
 
@@ -40,6 +40,46 @@ export function renderHeader(job, lineCount) {
   exit.hidden = !FINAL.has(job.status) || job.exit_code === null || job.exit_code === undefined;
   exit.querySelector("b").textContent = String(job.exit_code);
   document.title = `#${job.id} ${job.name} · ${job.status} — logstream`;
+  renderCancel(viewer);
+}
+
+// The Cancel button: shown to those the server lets cancel (`can_cancel`) while the job runs.
+// The runner hears of it on its next append or keepalive, stops the command and finishes the
+// job as canceled; until then the button says "Canceling…".
+function renderCancel(viewer) {
+  const job = viewer.job;
+  const button = viewer.$("cancel-btn");
+  if (!button) return;
+  button.hidden = !job.can_cancel || FINAL.has(job.status);
+  if (!button.dataset.wired) {
+    button.dataset.wired = "1";
+    button.addEventListener("click", () => cancelJob(viewer));
+  }
+  const canceling = Boolean(job.cancel_requested_at) || viewer.cancelSending;
+  button.disabled = canceling;
+  if (!viewer.cancelError) button.textContent = canceling ? "Canceling…" : "Cancel";
+}
+
+async function cancelJob(viewer) {
+  viewer.cancelSending = true;
+  viewer.cancelError = null;
+  renderCancel(viewer);
+  try {
+    const response = await fetch(`/api/jobs/${viewer.jobId}/cancel`, {
+      method: "POST", headers: { Accept: "application/json" },
+    });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new HttpError(response.status, body);
+    if (body && body.cancel_requested_at) viewer.job.cancel_requested_at = body.cancel_requested_at;
+  } catch (error) {
+    viewer.cancelError = error.message;
+    const button = viewer.$("cancel-btn");
+    button.textContent = "Cancel failed — retry";
+    button.title = error.message;
+  } finally {
+    viewer.cancelSending = false;
+    renderCancel(viewer);
+  }
 }
 
 /** The connection pill and banner; `log` keeps every state shown, in order (repeats once). */
@@ -95,7 +135,10 @@ export function showEnd(job) {
   const bar = $("end-banner");
   bar.hidden = false;
   bar.dataset.status = job.status;
-  const words = { succeeded: "Job succeeded", failed: "Job failed", canceled: "Job canceled" };
+  const words = {
+    succeeded: "Job succeeded", failed: "Job failed", canceled: "Job canceled",
+    lost: "Job lost: its runner stopped sending",
+  };
   const parts = [el("strong", {}, words[job.status] || job.status)];
   if (job.exit_code !== null && job.exit_code !== undefined) {
     parts.push(el("span", { class: "sep" }, "·"), el("span", {}, "exit code ", el("b", { class: "exit-code" }, String(job.exit_code))));
