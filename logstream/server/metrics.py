@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -26,7 +25,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format, which every Prometheus reads (our names need no UTF-8 escaping);
+# prometheus-client 0.22+ labels the same body version 1.0.0.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GAUGE_INTERVAL = 1.0
 
