@@ -84,6 +84,7 @@ class Services:
         await self.hub.stop()
         await self.sweeper.stop()
         await self.writer.stop()
+        metrics.flush()  # with several workers, the files keep this one's last counts
         await self.broker.stop()
         await self.engine.dispose()
 

@@ -113,11 +113,15 @@ async def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
                     pids.add((await client.get("/healthz")).json()["pid"])
                     await append(client, job, ["x"])
                     appended += 1
-        for _ in range(4):  # whichever worker answers the scrape, it counts both
+        # Each worker moves its counts to the shared files every second: whichever worker
+        # answers a scrape then counts both.
+        await asyncio.sleep(1.5)
+        for _ in range(4):
             async with client_for(server) as client:
                 families = parse((await client.get("/metrics")).text)
             assert value(families, "logstream_appends_total") == appended
             assert value(families, "logstream_lines_total") == appended
+            assert value(families, "logstream_append_seconds_count") == appended
     finally:
         server.stop()
 
