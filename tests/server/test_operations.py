@@ -202,3 +202,44 @@ def test_a_postgres_behind_on_migrations_says_what_to_run(pg_url: str) -> None:
     asyncio.run(downgrade())
     result = _serve("--database-url", pg_url)
     assert_one_clean_line(result, "schema revision 0001", "needs", "logstream db upgrade")
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["buckets", "observe-at-flush"])
+def test_a_tally_flushes_what_observe_would_have_recorded(direct: bool) -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from logstream.server.metrics import Tally
+
+    registry = CollectorRegistry()
+    buckets = (0.001, 0.01, 0.1)
+    tallied = Histogram("tallied", "t", buckets=buckets, registry=registry)
+    observed = Histogram("observed", "o", buckets=buckets, registry=registry)
+    tally = Tally(tallied)
+    if not direct:
+        tally._direct = False  # as if a release had changed the histogram's internals
+    values = [0.0005, 0.001, 0.002, 0.05, 0.1, 0.5, 3.0, 0.0]
+    for v in values[:5]:
+        tally.observe(v)
+    tally.flush()
+    for v in values[5:]:
+        tally.observe(v)
+    tally.flush()
+    tally.flush()  # nothing new: no change
+    for v in values:
+        observed.observe(v)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        family = next(f for f in registry.collect() if f.name == name)
+        return [
+            (s.name.replace(name, ""), s.labels, s.value)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples("tallied") == samples("observed")
+    counter = Counter("things", "c", registry=registry)
+    count = Tally(counter)
+    count.inc()
+    count.inc(4)
+    count.flush()
+    assert registry.get_sample_value("things_total") == 5
