@@ -40,45 +40,51 @@ export function renderHeader(job, lineCount) {
   exit.hidden = !FINAL.has(job.status) || job.exit_code === null || job.exit_code === undefined;
   exit.querySelector("b").textContent = String(job.exit_code);
   document.title = `#${job.id} ${job.name} · ${job.status} — logstream`;
-  renderCancel(viewer);
+  renderCancel(job);
 }
 
 // The Cancel button: shown to those the server lets cancel (`can_cancel`) while the job runs.
 // The runner hears of it on its next append or keepalive, stops the command and finishes the
 // job as canceled; until then the button says "Canceling…".
-function renderCancel(viewer) {
-  const job = viewer.job;
-  const button = viewer.$("cancel-btn");
+const cancel = { job: null, sending: false, error: null };
+
+function renderCancel(job) {
+  const button = $("cancel-btn");
   if (!button) return;
+  cancel.job = job;
   button.hidden = !job.can_cancel || FINAL.has(job.status);
   if (!button.dataset.wired) {
     button.dataset.wired = "1";
-    button.addEventListener("click", () => cancelJob(viewer));
+    button.addEventListener("click", () => cancelJob());
   }
-  const canceling = Boolean(job.cancel_requested_at) || viewer.cancelSending;
+  const canceling = Boolean(job.cancel_requested_at) || cancel.sending;
   button.disabled = canceling;
-  if (!viewer.cancelError) button.textContent = canceling ? "Canceling…" : "Cancel";
+  if (cancel.error) {
+    button.textContent = "Cancel failed — retry";
+    button.title = cancel.error;
+  } else {
+    button.textContent = canceling ? "Canceling…" : "Cancel";
+  }
 }
 
-async function cancelJob(viewer) {
-  viewer.cancelSending = true;
-  viewer.cancelError = null;
-  renderCancel(viewer);
+async function cancelJob() {
+  const job = cancel.job;
+  if (!job) return;
+  cancel.sending = true;
+  cancel.error = null;
+  renderCancel(job);
   try {
-    const response = await fetch(`/api/jobs/${viewer.jobId}/cancel`, {
+    const response = await fetch(`/api/jobs/${job.id}/cancel`, {
       method: "POST", headers: { Accept: "application/json" },
     });
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new HttpError(response.status, body);
-    if (body && body.cancel_requested_at) viewer.job.cancel_requested_at = body.cancel_requested_at;
+    if (body && body.cancel_requested_at) job.cancel_requested_at = body.cancel_requested_at;
   } catch (error) {
-    viewer.cancelError = error.message;
-    const button = viewer.$("cancel-btn");
-    button.textContent = "Cancel failed — retry";
-    button.title = error.message;
+    cancel.error = error.message;
   } finally {
-    viewer.cancelSending = false;
-    renderCancel(viewer);
+    cancel.sending = false;
+    renderCancel(cancel.job);
   }
 }
 

@@ -22,7 +22,7 @@ from logstream.server.auth import (
     check_runner,
     may_cancel,
 )
-from logstream.server.errors import BadRequest, NotFound, Unavailable
+from logstream.server.errors import BadRequest, NotFound, ShuttingDown, Unavailable
 from logstream.server.http.core import (
     STREAM_HEADERS,
     answer_headers,
@@ -319,7 +319,7 @@ async def readyz() -> Response:
     """Readiness: the store answers within READY_TIMEOUT s, and the process is not stopping."""
     svc = services()
     if svc.hub.streams.closing:
-        raise Unavailable("the server is shutting down")
+        raise ShuttingDown("the server is shutting down")
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             async with svc.engine.connect() as conn:
