@@ -65,8 +65,10 @@ async def test_metrics_parse_and_count_what_happened(server: ServerProcess) -> N
         for n in range(5):
             await append(client, job, [f"line {n}.{i}" for i in range(3)])
         async with client.stream("GET", f"/api/jobs/{job['id']}/log", headers=SSE) as stream:
-            await stream.aiter_raw().__anext__()  # the stream is open (its retry: arrived)
+            chunks = stream.aiter_raw()  # (kept: a dropped iterator closes the stream)
+            await chunks.__anext__()  # the stream is open (its retry: arrived)
             r = await client.get("/metrics")
+            await chunks.aclose()
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
         families = parse(r.text)
