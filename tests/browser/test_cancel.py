@@ -128,3 +128,53 @@ def test_a_lost_job_ends_on_the_page_with_its_own_status(
         "() => [...document.querySelectorAll('#log .row')].some("
         "r => r.textContent.includes('logstream: job lost'))"
     )
+
+
+ATTACK = """<!doctype html>
+<html><body><script>
+  const url = "{target}/api/jobs/{job}/cancel";
+  window.sent = Promise.allSettled([
+    fetch(url, {{method: "POST", mode: "no-cors"}}),
+    fetch(url, {{method: "POST", mode: "no-cors", body: "{{}}"}}),
+    fetch(url, {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "application/json"}},
+                body: "{{}}"}}),
+  ]).then(() => true);
+</script></body></html>
+"""
+
+
+def test_a_page_on_another_origin_cannot_cancel_jobs(browser: Any, server: ServerProcess) -> None:
+    import http.server
+    import threading
+
+    import httpx
+    from support.server import free_port
+
+    victim = create_job(server.url, "victim")
+    page_bytes = ATTACK.format(target=server.url, job=victim["id"]).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page_bytes)))
+            self.end_headers()
+            self.wfile.write(page_bytes)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"http://localhost:{httpd.server_port}/")
+        page.wait_for_function("() => window.sent")
+        page.evaluate("window.sent")
+    finally:
+        context.close()
+        httpd.shutdown()
+        httpd.server_close()
+    shown = httpx.get(f"{server.url}/api/jobs/{victim['id']}").json()
+    assert shown["status"] == "running" and shown["cancel_requested_at"] is None

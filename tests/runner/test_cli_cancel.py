@@ -71,7 +71,7 @@ def test_a_cancel_stops_the_command_and_ends_the_job_canceled(
 ) -> None:
     url = shared_server.url
     proc, new, pid = _start_waiter(url, tmp_path, "--cancel-grace", "0.5", deaf=deaf)
-    r = httpx.post(f"{url}/api/jobs/{new}/cancel")
+    r = httpx.post(f"{url}/api/jobs/{new}/cancel", json={})
     assert r.status_code == 202, r.text
     code = proc.wait(15)
     expected = 128 + (signal.SIGKILL if deaf else signal.SIGTERM)
@@ -96,7 +96,7 @@ def test_push_stops_reading_and_finishes_canceled(shared_server: ServerProcess) 
     proc.stdin.write(b"one\ntwo\n")
     proc.stdin.flush()
     wait_for(lambda: stored(url, new) == ["one", "two"], what="piped lines")
-    assert httpx.post(f"{url}/api/jobs/{new}/cancel").status_code == 202
+    assert httpx.post(f"{url}/api/jobs/{new}/cancel", json={}).status_code == 202
     assert proc.wait(10) == 1  # the input is still open: push stopped by itself
     proc.stdin.close()
     info = job(url, new)

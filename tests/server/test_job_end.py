@@ -48,7 +48,7 @@ async def test_a_cancel_is_told_to_the_runner_in_every_append_answer(
         assert first.json()["job_status"] == "running"
         assert first.headers["job-status"] == "running"
 
-        r = await client.post(f"/api/jobs/{job['id']}/cancel")
+        r = await client.post(f"/api/jobs/{job['id']}/cancel", json={})
         assert r.status_code == 202, r.text
         asked = r.json()
         assert asked["status"] == "running" and re.match(ISO_RE, asked["cancel_requested_at"])
@@ -70,7 +70,7 @@ async def test_a_cancel_is_told_to_the_runner_in_every_append_answer(
             "cut": 0,
         }
 
-        again = await client.post(f"/api/jobs/{job['id']}/cancel")
+        again = await client.post(f"/api/jobs/{job['id']}/cancel", json={})
         assert again.status_code == 202
         assert again.json()["cancel_requested_at"] == asked["cancel_requested_at"]
 
@@ -80,10 +80,27 @@ async def test_a_cancel_is_told_to_the_runner_in_every_append_answer(
             headers=bearer(job["token"]),
         )
         assert done.status_code == 200, done.text
-        after = await client.post(f"/api/jobs/{job['id']}/cancel")
+        after = await client.post(f"/api/jobs/{job['id']}/cancel", json={})
         assert after.status_code == 200 and after.json()["status"] == "canceled"
         shown = (await client.get(f"/api/jobs/{job['id']}")).json()
         assert shown["can_cancel"] is False
+
+
+async def test_a_cancel_must_be_sent_as_json(shared_server: ServerProcess) -> None:
+    """A foreign page can POST text/plain, a form or nothing without a CORS preflight: on an
+    open server that must not cancel jobs."""
+    async with client_for(shared_server) as client:
+        job = await new_job(client, "not canceled from elsewhere")
+        url = f"/api/jobs/{job['id']}/cancel"
+        assert (await client.post(url)).status_code == 415
+        plain = await client.post(url, content=b"{}", headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 415
+        form = await client.post(url, data={"x": "1"})
+        assert form.status_code == 415
+        shown = (await client.get(f"/api/jobs/{job['id']}")).json()
+        assert shown["cancel_requested_at"] is None
+        empty = await client.post(url, headers={"Content-Type": "application/json"})
+        assert empty.status_code == 202  # an empty JSON body is fine
 
 
 async def test_a_job_that_ended_otherwise_cannot_be_canceled(shared_server: ServerProcess) -> None:
@@ -94,11 +111,11 @@ async def test_a_job_that_ended_otherwise_cannot_be_canceled(shared_server: Serv
             json={"status": "succeeded", "exit_code": 0},
             headers=bearer(job["token"]),
         )
-        r = await client.post(f"/api/jobs/{job['id']}/cancel")
+        r = await client.post(f"/api/jobs/{job['id']}/cancel", json={})
         assert r.status_code == 409
         assert r.json()["reason"] == "finished" and r.json()["status"] == "succeeded"
-        assert (await client.post("/api/jobs/999999/cancel")).status_code == 404
-        assert (await client.post("/api/jobs/abc/cancel")).status_code == 404
+        assert (await client.post("/api/jobs/999999/cancel", json={})).status_code == 404
+        assert (await client.post("/api/jobs/abc/cancel", json={})).status_code == 404
 
 
 async def test_a_keepalive_to_a_finished_job_says_it_finished(shared_server: ServerProcess) -> None:
@@ -128,15 +145,15 @@ async def test_with_tokens_cancel_needs_the_jobs_token_or_the_runner_token(
         job = await new_job(client, headers=runner)
         other = await new_job(client, headers=runner)
         url = f"/api/jobs/{job['id']}/cancel"
-        assert (await client.post(url)).status_code == 401
-        assert (await client.post(url, headers=bearer(other["token"]))).status_code == 403
+        assert (await client.post(url, json={})).status_code == 401
+        assert (await client.post(url, json={}, headers=bearer(other["token"]))).status_code == 403
         shown = await client.get(f"/api/jobs/{job['id']}")
         assert shown.json()["can_cancel"] is False  # the dashboard shows no button
         with_token = await client.get(f"/api/jobs/{job['id']}", headers=bearer(job["token"]))
         assert with_token.json()["can_cancel"] is True
-        assert (await client.post(url, headers=bearer(job["token"]))).status_code == 202
+        assert (await client.post(url, json={}, headers=bearer(job["token"]))).status_code == 202
         second = f"/api/jobs/{other['id']}/cancel"
-        assert (await client.post(second, headers=runner)).status_code == 202
+        assert (await client.post(second, json={}, headers=runner)).status_code == 202
 
 
 # --- the sweep, in process -----------------------------------------------------------------

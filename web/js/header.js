@@ -75,7 +75,8 @@ async function cancelJob() {
   renderCancel(job);
   try {
     const response = await fetch(`/api/jobs/${job.id}/cancel`, {
-      method: "POST", headers: { Accept: "application/json" },
+      method: "POST", headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: "{}",
     });
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new HttpError(response.status, body);

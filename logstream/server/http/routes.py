@@ -218,6 +218,15 @@ async def cancel_job(job_id: str) -> Response:
     stops the command and finishes the job as canceled."""
     number = parse_job_id(job_id)
     await check_cancel(services(), number, request.headers.get("Authorization"))
+    # As application/json (its body empty or an object, unused for now): a page on another
+    # site could send a body-less POST without a CORS preflight, and on an open server
+    # that would cancel jobs (see core.require_json).
+    require_json(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+    raw = await read_limited(
+        request.body, request.content_length, services().settings.max_body_bytes
+    )
+    if raw.strip():
+        parse_json_object(raw)
     job = await services().writer.cancel(number)
     return json_response(job.to_json(), 200 if job.finished else 202)
 
