@@ -12,8 +12,8 @@ from logstream.config import Settings
 from logstream.server import metrics
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
-from logstream.server.masks import MaskCache
 from logstream.server.live.sweep import Sweeper
+from logstream.server.masks import MaskCache
 from logstream.server.store import queries
 from logstream.server.store.db import create_engine
 from logstream.server.writer import Writer
