@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import chromium_path, launch_chromium, wait_for_viewer
+from support.browser import chromium_path, wait_for_viewer
 from support.cli import job, job_id_from, spawn, stored, wait_for
 from support.server import REQUIRE_ALL, ServerProcess, create_job
 
@@ -31,12 +31,6 @@ for n in range(3):
 time.sleep(60)
 print("never", flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture
@@ -122,7 +116,12 @@ def test_a_lost_job_ends_on_the_page_with_its_own_status(
     badge = page.locator("#job-status .badge")
     assert badge.get_attribute("data-status") == "lost" and badge.inner_text() == "Lost"
     colour = badge.evaluate("node => getComputedStyle(node).color")
-    assert colour == "rgb(219, 109, 40)", colour  # its own colour, not failed's red
+    orange = page.evaluate(
+        "() => { const probe = document.createElement('span');"
+        " probe.style.color = 'var(--orange)'; document.body.append(probe);"
+        " const c = getComputedStyle(probe).color; probe.remove(); return c; }"
+    )
+    assert colour == orange, (colour, orange)  # its own colour (either theme), not failed's red
     assert page.locator("#cancel-btn").is_hidden()
     page.wait_for_function(
         "() => [...document.querySelectorAll('#log .row')].some("
