@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from logstream.config import Settings, SettingsError
+from logstream.config import Settings, SettingsError, parse_duration
 from logstream.protocol import DEFAULT_SERVER, STATUSES_FINISH
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,8 +140,6 @@ def prune(older_than: str, keep: int, dry_run: bool, database_url: str | None) -
 
     Safe while the server runs: it deletes in short transactions, as the retention sweep does.
     """
-    from logstream.config import parse_duration
-
     try:
         settings = Settings.from_env(database_url=database_url)
         seconds = parse_duration(older_than)
@@ -155,6 +153,142 @@ def prune(older_than: str, keep: int, dry_run: bool, database_url: str | None) -
     report = asyncio.run(prune_store(settings, seconds, keep_per_name=keep, dry_run=dry_run))
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {report.jobs} jobs ({report.lines} lines)")
+
+
+@main.group()
+def token() -> None:
+    """API tokens (server side: works on LOGSTREAM_DATABASE_URL directly)."""
+
+
+_database_url = click.option("--database-url", default=None, help="LOGSTREAM_DATABASE_URL.")
+
+
+def _token_engine(database_url: str | None) -> Any:
+    """An engine on the server's database, migrated first if it is the SQLite default."""
+    try:
+        settings = Settings.from_env(database_url=database_url)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    _need_server_extra()
+    if settings.should_auto_migrate:
+        from logstream.server.store.migrate import upgrade
+
+        upgrade(settings.database_url)
+    from logstream.server.store.db import create_engine
+
+    return create_engine(settings.database_url, pool_size=1)
+
+
+def _run_on_store(database_url: str | None, work: Callable[[Any], Any]) -> Any:
+    """Run `work(engine)` (a coroutine function) on the server's database, then close it."""
+    import asyncio
+
+    async def main() -> Any:
+        engine = _token_engine(database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:
+        from logstream.server.store.driver import is_store_error
+
+        if not is_store_error(error):
+            raise
+        raise click.ClickException(
+            f"cannot use the database ({type(error).__name__}); run `logstream db upgrade`"
+            " first on PostgreSQL"
+        ) from None
+
+
+def _check_duration(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except SettingsError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@token.command("create")
+@click.option(
+    "--role", type=click.Choice(("read", "runner", "admin")), required=True, help="What it may do."
+)
+@click.option("--name", required=True, help="A unique name (who or what holds it).")
+@click.option(
+    "--expires",
+    default=None,
+    callback=_check_duration,
+    metavar="DURATION",
+    help="Lifetime, e.g. 90d, 12h, 30m (default: until revoked).",
+)
+@_database_url
+def token_create(role: str, name: str, expires: float | None, database_url: str | None) -> None:
+    """Make an API token; it is printed alone on stdout, once: T=$(logstream token create ...)."""
+
+    async def work(engine: Any) -> tuple[str, Any]:
+        from logstream.server.auth import create_token
+
+        return await create_token(engine, name, role, expires)
+
+    secret, row = _run_on_store(database_url, work)
+    click.echo(secret)
+    until = "" if row.expires_ms is None else f", expires {_iso(row.expires_ms)}"
+    _warn(f"created {row.role} token {row.name!r}{until}; it is shown only this once")
+
+
+def _iso(ms: int | None) -> str:
+    from logstream.server.store.queries import iso
+
+    return iso(ms) or "-"
+
+
+@token.command("list")
+@_database_url
+def token_list(database_url: str | None) -> None:
+    """List the tokens: name, role, state (active, expired, revoked), created, expires."""
+
+    async def work(engine: Any) -> list[Any]:
+        from logstream.server.auth import list_tokens
+
+        return await list_tokens(engine)
+
+    from logstream.server.auth import now_ms
+
+    rows = _run_on_store(database_url, work)
+    now = now_ms()
+    table = [("NAME", "ROLE", "STATE", "CREATED", "EXPIRES")]
+    table += [
+        (row.name, row.role, row.state(now), _iso(row.created_ms), _iso(row.expires_ms))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(5)]
+    for line in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+@token.command("revoke")
+@click.argument("name")
+@_database_url
+def token_revoke(name: str, database_url: str | None) -> None:
+    """Revoke a token: requests with it fail and its open streams end within seconds."""
+
+    async def work(engine: Any) -> Any:
+        from logstream.server.auth import revoke_token
+
+        return await revoke_token(engine, name)
+
+    if _run_on_store(database_url, work) is None:
+        raise click.ClickException(f"no live token is named {name!r}")
+    _warn(f"revoked token {name!r}")
 
 
 # --- runner and reader commands: these import httpx, never the server stack ------------------
@@ -188,6 +322,13 @@ _server = click.option(
     default=DEFAULT_SERVER,
     show_default=True,
     help="The logstream server (LOGSTREAM_SERVER).",
+)
+_read_token = click.option(
+    "--token",
+    envvar="LOGSTREAM_TOKEN",
+    default=None,
+    help="A token that may read (LOGSTREAM_TOKEN), for a server with LOGSTREAM_AUTH=tokens;"
+    " prefer the variable: flags show in `ps`.",
 )
 _runner_token = click.option(
     "--runner-token",
@@ -447,8 +588,15 @@ def push(
     help="Start at line N.",
 )
 @_give_up("while following")
+@_read_token
 def tail(
-    job: int, server: str, follow: bool, last: int | None, first: int | None, give_up: float
+    job: int,
+    server: str,
+    follow: bool,
+    last: int | None,
+    first: int | None,
+    give_up: float,
+    token: str | None,
 ) -> None:
     """Print a job's log; -f follows it live until the job ends.
 
@@ -461,7 +609,7 @@ def tail(
     from logstream.runner.tail import Follower, print_log, start_after
 
     out = sys.stdout.buffer
-    with _client_errors(), Client(server) as client:
+    with _client_errors(), Client(server, token=token) as client:
         if not follow:
             print_log(client, job, out, after=None if first is None else first - 1, tail=last)
             return
@@ -476,12 +624,13 @@ def tail(
 @_server
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-def jobs(server: str, limit: int, as_json: bool) -> None:
+@_read_token
+def jobs(server: str, limit: int, as_json: bool, token: str | None) -> None:
     """List recent jobs (id, name, status, lines, duration)."""
     from logstream.runner.client import Client
     from logstream.runner.tail import format_jobs
 
-    with _client_errors(), Client(server) as client:
+    with _client_errors(), Client(server, token=token) as client:
         found = client.list_jobs(limit)
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))

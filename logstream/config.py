@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///logstream.db"
+AUTH_MODES = ("open", "tokens")
 
 
 class SettingsError(ValueError):
@@ -56,6 +57,17 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     runner_token: str | None = None
+    # "open": reads need no credential (a laptop); "tokens": every read needs a token of role
+    # read or more, or a browser session signed in with one (see server/auth.py).
+    auth: str = "open"
+    # How long a browser session lasts after sign-in (seconds; never past its token's expiry).
+    session_ttl: float = 12 * 3600.0
+    # Seconds a token or session lookup is cached, and between checks that the credentials of
+    # open streams still hold: what bounds how long a revocation takes to be seen.
+    auth_recheck: float = 2.0
+    # The session cookie's Secure flag: None sets it when the request came over TLS (set it
+    # on behind a proxy that terminates TLS).
+    secure_cookies: bool | None = None
     host: str = "127.0.0.1"
     # The Host names (comma-separated; "*" any, "*.example.com" the names under it) the
     # server answers. Unset: on a loopback address only loopback names and addresses, else
@@ -143,6 +155,10 @@ class Settings:
             raise SettingsError("event_loop must be auto, asyncio or uvloop")
         if self.job_timeout < 0 or self.cancel_timeout <= 0:
             raise SettingsError("job_timeout must be >= 0 and cancel_timeout > 0 seconds")
+        if self.auth not in AUTH_MODES:
+            raise SettingsError("auth must be open or tokens (LOGSTREAM_AUTH)")
+        if self.session_ttl <= 0 or self.auth_recheck <= 0:
+            raise SettingsError("session_ttl and auth_recheck must be > 0 seconds")
         if bool(self.certfile) != bool(self.keyfile):
             raise SettingsError("certfile and keyfile go together")
         if self.retention is not None:

@@ -72,10 +72,13 @@ def _describe(error: httpx.HTTPError) -> str:
 
 
 class Client:
-    """A synchronous client for one logstream server."""
+    """A synchronous client for one logstream server. `token` (LOGSTREAM_TOKEN for `tail` and
+    `jobs`) goes as `Authorization: Bearer` on every call that names no token of its own: a
+    server with LOGSTREAM_AUTH=tokens needs one to read."""
 
-    def __init__(self, server: str, *, timeout: float = 20.0) -> None:
+    def __init__(self, server: str, *, timeout: float = 20.0, token: str | None = None) -> None:
         self.server = parse_server_url(server)
+        self.token = token or None
         self._http = httpx.Client(
             base_url=self.server,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -106,9 +109,9 @@ class Client:
             "POST", "/api/jobs", token=runner_token, body={"name": name, "meta": meta}
         )
 
-    def get_job(self, job_id: int) -> dict[str, Any]:
-        """One job's JSON."""
-        return self._call("GET", f"/api/jobs/{job_id}")
+    def get_job(self, job_id: int, token: str | None = None) -> dict[str, Any]:
+        """One job's JSON (`token`: e.g. the job's own, which may read it)."""
+        return self._call("GET", f"/api/jobs/{job_id}", token=token)
 
     def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent jobs, newest first."""
@@ -178,6 +181,8 @@ class Client:
     ) -> Iterator[httpx.Response]:
         """Open the log as a stream (SSE or text); error statuses raise before the body is read."""
         headers = {"Accept": "text/event-stream" if sse else "text/plain"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
         timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT)
@@ -209,6 +214,7 @@ class Client:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
+        token = token or self.token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         content = None

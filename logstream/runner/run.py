@@ -384,7 +384,7 @@ def push_input(
                     f"writing to job {job_id} needs its token: set LOGSTREAM_TOKEN (or --token)"
                     " or a runner token"
                 )
-            job = client.get_job(job_id)
+            job = client.get_job(job_id, token=token)
             if job.get("status") != "running":
                 raise ClientError(
                     f"job {job_id} is finished ({job.get('status')}); it takes no more lines"

@@ -11,7 +11,9 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from logstream.config import Settings
+from logstream.server.auth import count_live_tokens
 from logstream.server.errors import ApiError, TooLarge
+from logstream.server.http.accounts import bp as accounts_bp
 from logstream.server.http.asgi import FastPaths
 from logstream.server.http.guard import Guard, HostRule
 from logstream.server.http.pages import bp as web_bp
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.config["JSON_SORT_KEYS"] = False
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.register_blueprint(bp)
+    app.register_blueprint(accounts_bp)
     app.register_blueprint(web_bp)
     # The hot routes (append, log stream) are answered in front of Quart: see asgi.py.
     # Every request first passes the checks of guard.py (Host, head sizes, HTTP version).
@@ -55,7 +58,20 @@ def create_app(settings: Settings | None = None) -> Quart:
             from logstream.server.retention import sweep_forever
 
             sweeper = asyncio.create_task(sweep_forever(services), name="logstream-retention")
-        if settings.runner_token is None:
+        if settings.auth == "open":
+            log.warning(
+                "LOGSTREAM_AUTH=open: anyone who can reach this server may read every log"
+                " (set LOGSTREAM_AUTH=tokens to need tokens)"
+            )
+        else:
+            live = await count_live_tokens(services.engine)
+            log.info("LOGSTREAM_AUTH=tokens: reads need a token; %d usable tokens", live)
+            if live == 0:
+                log.warning(
+                    "no API tokens yet: make one with"
+                    " `logstream token create --role admin --name NAME`"
+                )
+        if settings.runner_token is None and settings.auth == "open":
             log.warning(
                 "LOGSTREAM_RUNNER_TOKEN is not set: anyone who can reach this server may create"
                 " jobs (running open)"

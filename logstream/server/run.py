@@ -27,6 +27,7 @@ from hypercorn.utils import wrap_app
 from logstream.config import Settings, SettingsError
 from logstream.server import h11guard, hyperhooks, metrics
 from logstream.server.app import create_app
+from logstream.server.auth import RedactSecrets
 from logstream.server.h2guard import install as install_h2guard
 from logstream.server.services import Services
 
@@ -254,6 +255,10 @@ def run(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosqlite's debug lines repeat every statement with its parameters: noise, and hashes.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())
     sockets = listen(settings)
     check_store(settings)
     log.info("event loop: %s", "asyncio" if factory is None else "uvloop")

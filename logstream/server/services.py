@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream.config import Settings
 from logstream.server import metrics
+from logstream.server.auth import Access
 from logstream.server.live.broker import Broker, MemoryBroker
 from logstream.server.live.hub import Hub
 from logstream.server.live.sweep import Sweeper
@@ -23,7 +24,7 @@ TOKEN_CACHE_SIZE = 10_000
 
 @dataclasses.dataclass
 class Services:
-    """Engine, broker, writer, hub and sweep of one server process."""
+    """Engine, broker, writer, hub, sweep and access checks of one server process."""
 
     settings: Settings
     engine: AsyncEngine
@@ -32,6 +33,7 @@ class Services:
     hub: Hub
     masks: MaskCache
     sweeper: Sweeper
+    access: Access
     _tokens: dict[int, str] = dataclasses.field(default_factory=dict)
     _gauges: asyncio.Task[None] | None = None
 
@@ -66,7 +68,10 @@ class Services:
         await hub.start()
         await writer.start()
         await sweeper.start()
-        svc = cls(settings, engine, broker, writer, hub, masks, sweeper)
+        access = Access(engine, settings)
+        if settings.auth == "tokens":
+            access.start(hub)
+        svc = cls(settings, engine, broker, writer, hub, masks, sweeper, access)
         if metrics.multiprocess():
             svc._gauges = asyncio.create_task(metrics.report_live(svc.live_counts))
         return svc
@@ -76,11 +81,13 @@ class Services:
         return self.hub.streams.count, len(self.hub.feeds)
 
     async def stop(self) -> None:
-        """End streams, stop the sweep, drain the writer, close the broker and the pool."""
+        """End streams, stop the sweep and the access watch, drain the writer, close the
+        broker and the pool."""
         if self._gauges is not None:
             self._gauges.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gauges
+        await self.access.stop()
         await self.hub.stop()
         await self.sweeper.stop()
         await self.writer.stop()

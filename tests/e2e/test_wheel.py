@@ -9,6 +9,7 @@ tail, and `db upgrade` of another SQLite file.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +40,14 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh venv with the wheel built from this checkout installed, without extras."""
     work = tmp_path_factory.mktemp("wheel")
     dist = work / "dist"
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT, cwd=work)
+    # Built from a copy of the sources: setuptools' build/ folder in a checkout can hold files
+    # since removed or renamed (a stale migration), which a wheel built there would ship.
+    source = work / "source"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "node_modules", "*.db*"
+    )
+    shutil.copytree(ROOT, source, ignore=skip)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source, cwd=work)
     wheels = list(dist.glob("logstream-*.whl"))
     assert len(wheels) == 1, wheels
     venv = work / "venv"

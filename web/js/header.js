@@ -5,6 +5,7 @@ import {
   el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount, HttpError,
 } from "./common.js";
 import { metaList } from "./meta.js";
+import { signedOutNotice } from "./account.js";
 
 const SLOW_CONNECT_MS = 4000; // still connecting after this long: say why it may be
 
@@ -103,10 +104,15 @@ export class ConnectionPill {
     const label = {
       connecting: "Connecting…", live: "Live", reconnecting: "Connection lost · reconnecting…",
       recovered: "Reconnected", ended: "Finished", paused: "Paused (tab hidden)",
+      "signed-out": "Signed out",
     }[state] || state;
     pill.querySelector(".conn-label").textContent = label;
     const banner = $("conn-banner");
-    banner.hidden = state !== "reconnecting";
+    if (state === "signed-out") {
+      banner.replaceChildren(...signedOutNotice());
+      banner.dataset.kind = "signed-out";
+    }
+    banner.hidden = state !== "reconnecting" && state !== "signed-out";
     clearTimeout(this.slowTimer);
     $("conn-slow").hidden = true;
     if (state === "connecting" || state === "reconnecting") {

@@ -8,9 +8,11 @@
 // server: hidden tabs must not hold them). On a narrow screen the table shows as cards.
 
 import {
-  el, getJSON, statusBadge, formatDuration, formatAgo, formatDateTime, jobDuration, formatCount,
+  el, getJSON, HttpError, statusBadge, formatDuration, formatAgo, formatDateTime, jobDuration,
+  formatCount,
 } from "./common.js";
 import { metaList } from "./meta.js";
+import { showAccount, signedOutNotice } from "./account.js";
 
 const POLL_MS = 5000;
 const PAGE_SIZE = 100;
@@ -42,9 +44,14 @@ class JobList {
 
   async reload() {
     let page;
+    if (this.mode === "signed-out") return;
     try {
       page = await getJSON(`/api/jobs?limit=${PAGE_SIZE}`);
     } catch (error) {
+      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
+        this.signedOut();
+        return;
+      }
       this.setMode("offline", `Cannot reach the server (${error.message}); retrying…`);
       clearTimeout(this.pollTimer);
       this.pollTimer = setTimeout(() => this.reload(), POLL_MS);
@@ -114,6 +121,9 @@ class JobList {
         }
       }
     });
+    source.addEventListener("signed_out", () => {
+      if (source === this.source) this.signedOut();
+    });
     source.onerror = () => {
       if (source !== this.source) return;
       if (source.readyState !== EventSource.CLOSED) {
@@ -136,6 +146,18 @@ class JobList {
     };
   }
 
+  /** The session ended: stop the stream and every timer, say so, link to the sign-in page. */
+  signedOut() {
+    this.mode = "signed-out";
+    clearTimeout(this.pollTimer);
+    if (this.source) this.source.close();
+    this.source = null;
+    this.setMode("signed-out", "Signed out");
+    const notice = document.getElementById("signed-out");
+    notice.replaceChildren(...signedOutNotice());
+    notice.hidden = false;
+  }
+
   startPolling() {
     if (this.mode !== "polling-only") this.mode = "polling";
     this.setMode(this.mode, `Refreshing every ${POLL_MS / 1000} s`);
@@ -144,6 +166,7 @@ class JobList {
   }
 
   setMode(mode, label, state = mode) {
+    if (this.mode === "signed-out" && mode !== "signed-out") return;
     if (mode !== "offline") this.mode = mode === "polling-only" ? "polling-only" : mode;
     const pill = document.getElementById("live");
     pill.dataset.state = state;
@@ -232,3 +255,4 @@ window.__logstream = {
   })),
 };
 list.start();
+showAccount();

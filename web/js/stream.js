@@ -5,15 +5,19 @@
 // during a deploy, or the 204 that means "finished") closes it for good: then this class asks
 // the job API what happened and either reports the end or opens a new EventSource with
 // `?after=<last line>`. A watchdog covers a stream that silently stops delivering.
+//
+// On a server that needs tokens, a session that ends (expired, signed out, token revoked) ends
+// the stream with `event: signed_out`, and a reconnect is refused with 401/403: either way the
+// stream stops for good in the "signed-out" state, so a signed-out tab never hammers the server.
 
-import { getJSON, FINAL } from "./common.js";
+import { getJSON, FINAL, HttpError } from "./common.js";
 
 const WATCHDOG_MS = 15000;
 
 export class LogStream {
   /**
    * handlers: onLines([{n, text, ts}]), onEnd({status, exit_code, line_count}),
-   * onState("connecting" | "live" | "reconnecting" | "recovered" | "ended").
+   * onState("connecting" | "live" | "reconnecting" | "recovered" | "ended" | "signed-out").
    */
   constructor(jobId, after, handlers) {
     this.jobId = jobId;
@@ -109,6 +113,11 @@ export class LogStream {
       this._flush();
       this._finish(end);
     });
+    source.addEventListener("signed_out", () => {
+      if (source !== this.source) return;
+      this._flush();
+      this._signedOut();
+    });
     source.onerror = () => {
       if (source !== this.source || this.ended || this.paused) return;
       if (!this.lostAt) this.lostAt = Date.now();
@@ -147,6 +156,16 @@ export class LogStream {
     this.handlers.onEnd(end);
   }
 
+  /** The credential is gone: stop for good (no reconnect, no watchdog). */
+  _signedOut() {
+    this.ended = true;
+    clearInterval(this.watchdog);
+    clearTimeout(this.retryTimer);
+    if (this.source) this.source.close();
+    this.source = null;
+    this._state("signed-out");
+  }
+
   /** The EventSource is closed for good: find out why, then end or reopen after `last`. */
   async _recover() {
     if (this.source) this.source.close();
@@ -165,7 +184,11 @@ export class LogStream {
         this._open(); // the rest of the lines, then `end`
         return;
       }
-    } catch (_) {
+    } catch (error) {
+      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
+        this._signedOut(); // the stream was refused for the same reason: stop, do not retry
+        return;
+      }
       // The server is unreachable: try again after the delay.
     }
     clearTimeout(this.retryTimer);

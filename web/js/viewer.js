@@ -22,6 +22,7 @@ import { wireToolbar } from "./toolbar.js";
 import { wireKeys } from "./keys.js";
 import { SMALL_LOG, Viewport } from "./viewport.js";
 import { hooks } from "./hooks.js";
+import { showAccount } from "./account.js";
 
 
 function parseHash(hash) {
@@ -154,6 +155,11 @@ class Viewer {
     try {
       job = await getJSON(`/api/jobs/${this.jobId}`);
     } catch (error) {
+      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
+        this.connection.show("signed-out");
+        this.pane.replaceChildren(el("div", { class: "log-message" }, "Signed out."));
+        return;
+      }
       this._fatal(error instanceof HttpError && error.status === 404
         ? `Job #${this.jobId} does not exist.` : `Could not load job #${this.jobId}: ${error.message}`);
       return;
@@ -422,3 +428,4 @@ const jobId = Number(location.pathname.split("/").filter(Boolean)[1]);
 const viewer = new Viewer(jobId);
 window.__logstream = hooks(viewer);
 viewer.start();
+showAccount();

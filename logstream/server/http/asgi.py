@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from logstream.protocol import JOB_CANCELING, JOB_RUNNING
+from logstream.server.auth import Credentials
 from logstream.server.errors import ApiError, BadRequest
+from logstream.server.http import session
 from logstream.server.http.core import (
     answer_headers,
     append_core,
@@ -106,6 +108,14 @@ def _headers(scope: Scope, *names: bytes) -> dict[bytes, str]:
     return found
 
 
+def _credentials(scope: Scope, headers: dict[bytes, str]) -> Credentials:
+    """The request's token or session cookie (every Cookie header: HTTP/2 may split it)."""
+    cookie = headers.get(b"cookie")
+    if cookie is not None and headers.get(b"authorization") is None:
+        cookie = session.joined_cookies(scope["headers"])
+    return session.credentials_from_asgi(scope["method"], headers, cookie)
+
+
 def _query(scope: Scope) -> dict[str, str]:
     """The query parameters, first value of each (as Quart's request.args.get gives)."""
     query = scope.get("query_string", b"")
@@ -139,7 +149,7 @@ async def _log(services: Services, job_id: str, scope: Scope, receive: Receive, 
 
 
 async def _log_answer(services: Services, job_id: str, scope: Scope, send: Send) -> None:
-    headers = _headers(scope, b"accept", b"last-event-id")
+    headers = _headers(scope, b"accept", b"last-event-id", *session.HEADERS)
     try:
         answer = await open_log(
             services,
@@ -147,6 +157,7 @@ async def _log_answer(services: Services, job_id: str, scope: Scope, send: Send)
             accept=headers.get(b"accept"),
             last_event_id=headers.get(b"last-event-id"),
             args=_query(scope),
+            credentials=_credentials(scope, headers),
         )
     except Exception as error:
         await _answer(send, *error_answer(error))
@@ -267,7 +278,7 @@ async def _append(
     services: Services, job_id: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     headers = _headers(
-        scope, b"authorization", b"content-type", b"content-length", b"content-encoding"
+        scope, b"content-type", b"content-length", b"content-encoding", *session.HEADERS
     )
     length = headers.get(b"content-length")
     declared = int(length) if length is not None and length.isdigit() and len(length) < 19 else None
@@ -277,7 +288,7 @@ async def _append(
         payload = await append_core(
             services,
             parse_job_id(job_id),
-            authorization=headers.get(b"authorization"),
+            credentials=_credentials(scope, headers),
             content_type=headers.get(b"content-type"),
             content_encoding=headers.get(b"content-encoding"),
             first_arg=_query(scope).get("first"),

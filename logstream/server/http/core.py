@@ -18,7 +18,7 @@ from typing import Any
 
 from logstream import logtext, sse
 from logstream.server import metrics
-from logstream.server.auth import check_job_token, parse_bearer
+from logstream.server.auth import NO_CREDENTIALS, Credentials, require_role, sealing_token
 from logstream.server.errors import (
     ApiError,
     BadRequest,
@@ -264,7 +264,7 @@ async def append_core(
     svc: Services,
     job_id: int,
     *,
-    authorization: str | None,
+    credentials: Credentials,
     content_type: str | None,
     content_encoding: str | None,
     first_arg: str | None,
@@ -274,7 +274,8 @@ async def append_core(
 
     `{"lines": []}` is a keepalive: the answer's `job_status` says whether to stop."""
     started = time.perf_counter()
-    await check_job_token(svc, job_id, authorization)
+    principal = await require_role(svc, credentials, "runner", own_job=job_id)
+    token = sealing_token(principal, credentials, job_id)  # before the body is read
     mimetype, charset = media_type(content_type or "text/plain", content_encoding)
     if mimetype == "application/json":
         require_json(content_type, content_encoding)
@@ -306,8 +307,6 @@ async def append_core(
         texts = logtext.split_chunk(logtext.clean(logtext.decode(await read_body(), encoding)))
     else:
         raise UnsupportedMediaType(f"send lines as application/json or text/plain, not {mimetype}")
-    token = parse_bearer(authorization)
-    assert token is not None  # check_job_token let it through
     result, cut_count = await _append_masked(svc, job_id, token, texts, first)
     body: dict[str, Any] = result.to_json()
     body["cut"] = cut_count
@@ -360,9 +359,11 @@ async def open_log(
     accept: str | None,
     last_event_id: str | None,
     args: Mapping[str, str],
+    credentials: Credentials = NO_CREDENTIALS,
 ) -> LogAnswer:
     """GET /api/jobs/{id}/log: the SSE stream (resumable by Last-Event-ID) or the raw text
     (`follow=1` keeps it open). Served by asgi.py."""
+    principal = await require_role(svc, credentials, "read", own_job=job_id)
     fmt = args.get("format")
     if fmt is not None:
         if fmt not in ("sse", "text"):
@@ -402,6 +403,7 @@ async def open_log(
         live=wants_sse or follow_text,
         end=end,
         retry_ms=svc.settings.retry_ms,
+        grant=None if principal is None else principal.grant(),
     )
     if wants_sse:
         return LogAnswer(200, "text/event-stream", STREAM_HEADERS, stream)

@@ -15,14 +15,9 @@ from quart import Blueprint, Response, current_app, request
 from logstream import logtext, masking, sse
 from logstream.protocol import STATUSES_FINISH
 from logstream.server import metrics, search
-from logstream.server.auth import (
-    check_cancel,
-    check_job_token,
-    check_metrics,
-    check_runner,
-    may_cancel,
-)
+from logstream.server.auth import check_cancel, check_metrics, may_cancel
 from logstream.server.errors import BadRequest, NotFound, ShuttingDown, Unavailable
+from logstream.server.http.access import request_credentials, require
 from logstream.server.http.core import (
     STREAM_HEADERS,
     answer_headers,
@@ -95,7 +90,7 @@ async def _json_body() -> dict[str, Any]:
 @bp.post("/api/jobs")
 async def create_job() -> Response:
     """Create a running job; answer with it and its write token."""
-    check_runner(services(), request.headers.get("Authorization"))
+    await require("runner")
     payload = await _json_body()
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -150,6 +145,7 @@ def _mask_values(raw: Any) -> list[str]:
 @bp.get("/api/jobs")
 async def list_jobs() -> Response:
     """Jobs newest first; `limit` and the opaque `cursor` from the previous page."""
+    await require("read")
     limit = parse_int("limit", request.args.get("limit"), 50, minimum=1, maximum=500)
     assert limit is not None
     cursor = parse_int("cursor", request.args.get("cursor"), None, minimum=1)
@@ -171,6 +167,7 @@ async def list_jobs() -> Response:
 @bp.get("/api/events")
 async def job_events() -> Response:
     """Job lifecycle as SSE: `job` events (resumable ids) and id-less `progress` events."""
+    principal = await require("read")
     header = request.headers.get("Last-Event-ID")
     resumed = sse.parse_last_event_id(header)
     if header is not None and resumed is None:
@@ -192,7 +189,9 @@ async def job_events() -> Response:
         del head.headers["Content-Length"]  # a GET's stream has none
         return head
     response = Response(
-        svc.hub.events.stream(cursor, svc.settings.retry_ms),
+        svc.hub.events.stream(
+            cursor, svc.settings.retry_ms, None if principal is None else principal.grant()
+        ),
         content_type="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -204,11 +203,11 @@ async def job_events() -> Response:
 async def show_job(job_id: str) -> Response:
     """One job, and whether this request may cancel it (the dashboard's Cancel button)."""
     svc = services()
-    job = await get_job_or_404(svc, parse_job_id(job_id))
+    number = parse_job_id(job_id)
+    await require("read", own_job=number)
+    job = await get_job_or_404(svc, number)
     body = job.to_json()
-    body["can_cancel"] = not job.finished and await may_cancel(
-        svc, job.id, request.headers.get("Authorization")
-    )
+    body["can_cancel"] = not job.finished and await may_cancel(svc, request_credentials(), job.id)
     return json_response(body)
 
 
@@ -217,7 +216,7 @@ async def cancel_job(job_id: str) -> Response:
     """Ask a running job to stop: 202 with the job (`cancel_requested_at` set); its runner
     stops the command and finishes the job as canceled."""
     number = parse_job_id(job_id)
-    await check_cancel(services(), number, request.headers.get("Authorization"))
+    await check_cancel(services(), request_credentials(), number)
     # As application/json (its body empty or an object, unused for now): a page on another
     # site could send a body-less POST without a CORS preflight, and on an open server
     # that would cancel jobs (see core.require_json).
@@ -235,7 +234,7 @@ async def cancel_job(job_id: str) -> Response:
 async def finish_job(job_id: str) -> Response:
     """Give the job its final status and exit code."""
     number = parse_job_id(job_id)
-    await check_job_token(services(), number, request.headers.get("Authorization"))
+    await require("runner", own_job=number)
     payload = await _json_body()
     status = payload.get("status")
     if status not in STATUSES_FINISH:
@@ -264,6 +263,7 @@ async def finish_job(job_id: str) -> Response:
 async def read_lines(job_id: str) -> Response:
     """A JSON page of lines after `after`, with numbers and receive timestamps."""
     number = parse_job_id(job_id)
+    await require("read", own_job=number)
     after = parse_int("after", request.args.get("after"), 0)
     limit = parse_int("limit", request.args.get("limit"), 1000, minimum=1, maximum=10_000)
     assert after is not None and limit is not None
@@ -288,6 +288,7 @@ async def search_log(job_id: str) -> Response:
     """Line numbers whose visible text contains `q` (case-insensitive unless case=1), after
     line `after` (default 0: the whole log): the next page of hits starts after the last one."""
     number = parse_job_id(job_id)
+    await require("read", own_job=number)
     query = request.args.get("q", "")
     if not query:
         raise BadRequest("q must be a non-empty search text", field="q")
@@ -343,5 +344,5 @@ async def readyz() -> Response:
 async def prometheus_metrics() -> Response:
     """The Prometheus text exposition (every worker's, in multiprocess mode)."""
     svc = services()
-    check_metrics(svc, request.headers.get("Authorization"))
+    await check_metrics(svc, request_credentials())
     return Response(metrics.render(svc.live_counts), content_type=metrics.CONTENT_TYPE)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logstream import sse
 from logstream.server.live.broker import Hint
-from logstream.server.live.streams import Streams
+from logstream.server.live.streams import Grant, Streams
 from logstream.server.store import queries
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,25 @@ class Events:
             if changed > version
         ]
 
-    async def stream(self, cursor: int, retry_ms: int) -> AsyncIterator[bytes]:
-        """Lifecycle events after `cursor`, then live; never raises (see tail.follow)."""
+    async def stream(
+        self, cursor: int, retry_ms: int, grant: Grant | None = None
+    ) -> AsyncIterator[bytes]:
+        """Lifecycle events after `cursor`, then live; never raises (see tail.follow). A lapsed
+        `grant` ends it with `event: signed_out` (it wakes at least every PROGRESS_INTERVAL)."""
         streams = self.streams
         seen = self.version
         last_write = time.monotonic()
         streams.count += 1
+        if grant is not None:
+            streams.grants.add(grant)
         try:
             yield sse.retry(retry_ms)
             while True:
                 if streams.closing:
                     yield sse.comment("server shutting down") + sse.retry(retry_ms)
+                    return
+                if grant is not None and grant.lapsed is not None:
+                    yield sse.named_event("signed_out", {"reason": grant.lapsed})
                     return
                 waiter = self._waiter
                 async with self.engine.connect() as conn:
@@ -119,3 +127,5 @@ class Events:
             yield sse.comment("stream error; reconnect to resume") + sse.retry(retry_ms)
         finally:
             streams.count -= 1
+            if grant is not None:
+                streams.grants.discard(grant)

@@ -107,6 +107,12 @@ class Hub:
         feed.readers += 1
         return feed
 
+    def wake(self, job_id: int) -> None:
+        """Ring the job's feed, if anyone here reads it (its readers re-check their state)."""
+        feed = self.feeds.get(job_id)
+        if feed is not None:
+            feed.ring()
+
     def release(self, feed: Feed) -> None:
         """A reader is done with the feed; the last one out closes it."""
         feed.readers -= 1

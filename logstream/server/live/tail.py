@@ -22,6 +22,7 @@ from typing import Any
 from logstream import sse
 from logstream.server.live.feed import Feed, Format, JobEnd, encode_text
 from logstream.server.live.hub import Hub
+from logstream.server.live.streams import Grant
 from logstream.server.store import driver, queries
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ async def follow(
     live: bool,
     end: JobEnd | None,
     retry_ms: int,
+    grant: Grant | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the job's lines after `cursor` as encoded chunks, then follow it if `live`.
 
@@ -51,6 +53,8 @@ async def follow(
     (it never raises: a browser's EventSource must see an ended stream); a text stream raises
     StreamCut, which the app turns into an abnormal end (server/hyperhooks.py resets it on
     HTTP/2), since a text client cannot tell a complete body from a cut one otherwise.
+    With a `grant` (the stream's credential may lapse), a lapse ends the stream: SSE with
+    `event: signed_out` (no id, so a resume keeps its place), text with StreamCut.
     """
     streams = hub.streams
     feed: Feed | None = None
@@ -60,6 +64,9 @@ async def follow(
     streams.count += 1
     quiet = hub.heartbeat * 2 / 3  # with ticks every heartbeat/3: silence <= heartbeat
     last_write = time.monotonic()
+    if grant is not None:
+        grant.job_id = job_id
+        streams.grants.add(grant)
     try:
         if fmt == "sse":
             yield sse.retry(retry_ms)
@@ -68,6 +75,11 @@ async def follow(
                 if fmt == "text":
                     raise StreamCut("the server is shutting down")
                 yield sse.comment("server shutting down") + sse.retry(retry_ms)
+                return
+            if grant is not None and grant.lapsed is not None:
+                if fmt == "text":
+                    raise StreamCut(f"signed out ({grant.lapsed})")
+                yield sse.named_event("signed_out", {"reason": grant.lapsed})
                 return
             if feed is None and end is None and live:
                 feed = hub.acquire(job_id)
@@ -124,6 +136,8 @@ async def follow(
         if waiter is not None:
             waiter.cancel()
         streams.count -= 1
+        if grant is not None:
+            streams.grants.discard(grant)
         if feed is not None:
             hub.release(feed)
 

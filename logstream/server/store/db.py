@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import create_engine as create_plain_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # Transactions that write must take SQLite's write lock up front (BEGIN IMMEDIATE): a deferred
 # transaction that reads and then writes can fail with SQLITE_BUSY instead of waiting.
@@ -18,7 +20,9 @@ BUSY_TIMEOUT_MS = 30_000
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     """Create the engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGINs."""
-    kwargs: dict[str, Any] = {"echo": echo}
+    # hide_parameters: a failed statement's error (which may be logged) never shows its bound
+    # values: log text, token and cookie hashes.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["pool_size"] = pool_size
         kwargs["max_overflow"] = pool_size
@@ -33,11 +37,23 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     return engine
 
 
+@contextlib.asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A short write transaction outside the writer (tokens, sessions): committed on exit, on
+    SQLite with the write lock taken up front (BEGIN IMMEDIATE, waiting out the writer's)."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**IMMEDIATE)
+        async with conn.begin():
+            yield conn
+
+
 def create_sync_engine(url: str) -> Engine:
     """A synchronous SQLite engine on the same file (the writer uses it)."""
     sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
     connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    engine = create_plain_engine(sync_url, pool_size=1, max_overflow=0, connect_args=connect_args)
+    engine = create_plain_engine(
+        sync_url, pool_size=1, max_overflow=0, connect_args=connect_args, hide_parameters=True
+    )
     _configure_sqlite(engine)
     return engine
 

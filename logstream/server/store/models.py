@@ -84,3 +84,42 @@ job_masks = Table(
     Column("key", String(8), primary_key=True),
     Column("sealed", Text, nullable=False),
 )
+
+# API tokens (`logstream token create`): a role each, only the SHA-256 of the token stored. A
+# name is unique among the tokens not revoked, so `revoke alice` then `create alice` rotates.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=True),
+    Column("revoked_ms", BigInteger, nullable=True),
+)
+Index(
+    "ix_tokens_live_name",
+    tokens.c.name,
+    unique=True,
+    sqlite_where=tokens.c.revoked_ms.is_(None),
+    postgresql_where=tokens.c.revoked_ms.is_(None),
+)
+
+# Browser sessions: a token exchanged at sign-in for a cookie (only its SHA-256 stored). A
+# session ends at `expires_ms`, at sign-out (row deleted) or when its token is revoked.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cookie_hash", String(64), nullable=False, unique=True),
+    Column(
+        "token_id",
+        Integer,
+        ForeignKey("tokens.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)
