@@ -13,12 +13,20 @@ from typing import Any, TypeVar
 import click
 
 from logstream.config import Settings, SettingsError, parse_duration
-from logstream.protocol import DEFAULT_SERVER, STATUSES_FINAL
+from logstream.protocol import DEFAULT_SERVER, STATUSES_FINISH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # What `logstream serve` and `db upgrade` import beyond the runner's two dependencies.
-SERVER_MODULES = ("quart", "hypercorn", "sqlalchemy", "aiosqlite", "asyncpg", "alembic")
+SERVER_MODULES = (
+    "quart",
+    "hypercorn",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "alembic",
+    "prometheus_client",
+)
 
 
 def _need_server_extra() -> None:
@@ -71,12 +79,30 @@ def serve(
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     _need_server_extra()
-    from logstream.server.run import run
+    made = _metrics_dir(settings.workers)  # before prometheus_client is imported
+    from logstream.server.run import StartupError, run
 
     try:
         run(settings)
-    except SettingsError as error:  # e.g. LOGSTREAM_EVENT_LOOP=uvloop without uvloop
+    except (SettingsError, StartupError) as error:  # uvloop missing, port taken, store away...
         raise click.ClickException(str(error)) from None
+    finally:
+        if made is not None:
+            import shutil
+
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers: give prometheus-client a directory for its multiprocess mode (unless
+    PROMETHEUS_MULTIPROC_DIR names one); returns the one made here, removed at exit."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    made = tempfile.mkdtemp(prefix="logstream-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
 
 
 @main.group()
@@ -93,10 +119,15 @@ def db_upgrade(database_url: str | None) -> None:
     except SettingsError as error:
         raise click.ClickException(str(error)) from None
     _need_server_extra()
-    from logstream.server.store.migrate import upgrade
+    from logstream.server.store.migrate import safe_url, upgrade
 
-    upgrade(settings.database_url)
-    click.echo(f"database at {settings.database_url} is up to date", err=True)
+    shown = safe_url(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except Exception as error:  # unreachable, refused...: one line, not a traceback
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise click.ClickException(f"cannot migrate the store at {shown}: {first}") from None
+    click.echo(f"database at {shown} is up to date", err=True)
 
 
 @main.command()
@@ -109,8 +140,6 @@ def prune(older_than: str, keep: int, dry_run: bool, database_url: str | None) -
 
     Safe while the server runs: it deletes in short transactions, as the retention sweep does.
     """
-    from logstream.config import parse_duration
-
     try:
         settings = Settings.from_env(database_url=database_url)
         seconds = parse_duration(older_than)
@@ -348,6 +377,18 @@ def _mask_options(names: tuple[str, ...], env_patterns: tuple[str, ...]) -> Any:
     return MaskOptions(names=names, env_patterns=patterns, patterns=formats)
 
 
+_keepalive = click.option(
+    "--keepalive",
+    type=click.FloatRange(min=0.1),
+    envvar="LOGSTREAM_KEEPALIVE",
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="While the output is silent, tell the server this often that the job is alive (and"
+    " learn of a cancel) (LOGSTREAM_KEEPALIVE).",
+)
+
+
 # How long `run` and `push` wait for an absent server once the output has ended: a log server
 # that is away must not hold a CI step for long (what is left is kept for `resend`).
 GIVE_UP_AFTER_OUTPUT = 30.0
@@ -384,6 +425,15 @@ def _give_up(what: str, default: float = 300.0) -> Callable[[F], F]:
 )
 @_mask_env
 @_mask_env_patterns
+@_keepalive
+@click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="When the job is canceled on the server: SIGTERM, then SIGKILL after this long.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     server: str,
@@ -394,6 +444,8 @@ def run(
     require_server: bool,
     mask_env: tuple[str, ...],
     mask_env_patterns: tuple[str, ...],
+    keepalive: float,
+    cancel_grace: float,
     command: tuple[str, ...],
 ) -> None:
     """Run a command as a job, streaming its output: `logstream run -- make test`.
@@ -403,10 +455,14 @@ def run(
     numbered lines, batched every 0.1 s. A line in progress (a prompt, a progress bar) is sent
     after 0.5 s and stays a line of its own. While the server is away the output is kept (on
     disk past 16 MiB) and resent without duplicates. Ctrl-C is passed to the command and the
-    job ends canceled. A server that is away at start does not stop the command: the job is
-    created once it answers (--require-server exits 125 instead); what never reached it is kept
-    in a file for `logstream resend`. Exit status: the command's (128+N if killed by signal N),
-    126/127 if it cannot be run, 125 for a bad --server or with --require-server.
+    job ends canceled. A cancel on the server (the dashboard's Cancel button) is heard in the
+    answer to the next append or keepalive (sent every --keepalive seconds of silence): the
+    command gets SIGTERM, then SIGKILL after --cancel-grace seconds, its output is sent and the
+    job finished as canceled. A server that is away at start does not stop the command: the job
+    is created once it answers (--require-server exits 125 instead); what never reached it is
+    kept in a file for `logstream resend`. Exit status: the command's (128+N if killed by signal
+    N; never 0 when canceled), 126/127 if it cannot be run, 125 for a bad --server or with
+    --require-server.
 
     Secrets are masked (as ***) before any line leaves this machine: the values of --mask-env
     variables and of variables named like *_TOKEN or *_PASSWORD (--mask-env-pattern), values
@@ -426,6 +482,8 @@ def run(
             warn=_warn,
             require_server=require_server,
             masks=masks,
+            keepalive=keepalive,
+            cancel_grace=cancel_grace,
         )
     raise click.exceptions.Exit(code)
 
@@ -458,7 +516,7 @@ def resend(path: str, server: str | None, runner_token: str | None, give_up: flo
 @_runner_token
 @click.option(
     "--finish",
-    type=click.Choice(STATUSES_FINAL),
+    type=click.Choice(STATUSES_FINISH),
     default=None,
     help="Finish the job with this status at the end of the input.",
 )
@@ -466,6 +524,7 @@ def resend(path: str, server: str | None, runner_token: str | None, give_up: flo
 @_give_up("at the end of the input", GIVE_UP_AFTER_OUTPUT)
 @_mask_env
 @_mask_env_patterns
+@_keepalive
 def push(
     job: int | None,
     server: str,
@@ -477,11 +536,14 @@ def push(
     give_up: float,
     mask_env: tuple[str, ...],
     mask_env_patterns: tuple[str, ...],
+    keepalive: float,
 ) -> None:
     """Append stdin to a job: `make 2>&1 | logstream push 42` (or --name NAME for a new one).
 
-    Lines are delivered like `run`'s: batched, retried while the server is away, never twice.
-    Exits 0 once everything is stored (and the job finished, with --finish), 1 otherwise.
+    Lines are delivered like `run`'s: batched, retried while the server is away, never twice;
+    a keepalive goes out while the input is silent. A cancel on the server stops the reading
+    and finishes the job as canceled. Exits 0 once everything is stored (and the job finished,
+    with --finish), 1 otherwise (and when canceled).
     """
     if (job is None) == (name is None):
         raise click.UsageError("give either JOB or --name NAME (to create a job)")
@@ -500,6 +562,7 @@ def push(
             give_up=give_up,
             warn=_warn,
             masks=masks,
+            keepalive=keepalive,
         )
     raise click.exceptions.Exit(code)
 

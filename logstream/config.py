@@ -112,6 +112,14 @@ class Settings:
     compact: bool = True
     # The chunks' compression: "zstd" (the zstandard package) or "zlib" (the standard library).
     compact_codec: str = "zstd"
+    # A running job with no append and no keepalive for this long (seconds) ends as `lost`;
+    # 0 turns the sweep off. Runners send a keepalive every 30 s of silence.
+    job_timeout: float = 600.0
+    # A job asked to cancel that its runner has not finished after this long (seconds) is
+    # ended as `canceled` by the server (the runner hears of a cancel within ~30 s).
+    cancel_timeout: float = 120.0
+    # Who may read /metrics besides the runner token when tokens are on (unset: only it).
+    metrics_token: str | None = None
     # The event loop: "auto" runs on uvloop when it is installed (it is with the server extra
     # on Linux and macOS), else on asyncio's own; "asyncio" or "uvloop" force one.
     event_loop: str = "auto"
@@ -153,6 +161,8 @@ class Settings:
             raise SettingsError("workers must be between 1 and 64")
         if self.event_loop not in ("auto", "asyncio", "uvloop"):
             raise SettingsError("event_loop must be auto, asyncio or uvloop")
+        if self.job_timeout < 0 or self.cancel_timeout <= 0:
+            raise SettingsError("job_timeout must be >= 0 and cancel_timeout > 0 seconds")
         if self.auth not in AUTH_MODES:
             raise SettingsError("auth must be open or tokens (LOGSTREAM_AUTH)")
         if self.session_ttl <= 0 or self.auth_recheck <= 0:

@@ -7,8 +7,18 @@ from __future__ import annotations
 
 from typing import Final
 
-# The statuses a job may end with; a job without one of these is still running.
-STATUSES_FINAL: Final = ("succeeded", "failed", "canceled")
+# The statuses a runner may finish a job with (POST /api/jobs/{id}/finish, `push --finish`).
+STATUSES_FINISH: Final = ("succeeded", "failed", "canceled")
+# The server's own ending: no append and no keepalive for LOGSTREAM_JOB_TIMEOUT seconds.
+STATUS_LOST: Final = "lost"
+# The statuses a job may end with; a job without one of these is still running. Only
+# "succeeded" is a success (`logstream tail -f` exits 0 for it alone).
+STATUSES_FINAL: Final = (*STATUSES_FINISH, STATUS_LOST)
+
+# What an append's answer says of the job (its `job_status` and `Job-Status` header, as
+# GitLab's runner API does): still running, or asked to stop (a cancel was requested).
+JOB_RUNNING: Final = "running"
+JOB_CANCELING: Final = "canceling"
 
 # The `reason` of a 409 answer to an append or a finish.
 REASON_GAP: Final = "gap"  # `first` is past the stored end: lines are missing before it

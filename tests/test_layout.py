@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "logstream"
-SERVER_STACK = {"quart", "werkzeug", "hypercorn", "sqlalchemy", "aiosqlite", "asyncpg", "alembic"}
+SERVER_STACK = {
+    "quart",
+    "werkzeug",
+    "hypercorn",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "alembic",
+    "prometheus_client",
+}
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT)\b")
 # What code outside the store may take from SQLAlchemy: types to pass engines around.
 SQLALCHEMY_TYPES = {"AsyncEngine", "AsyncConnection", "Connection", "Engine"}

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import IO
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -130,6 +131,25 @@ class Child:
             signum = signal.SIGKILL
         elif not self.own_group and signum == signal.SIGINT and self._signals == 1:
             return  # the terminal sent this Ctrl-C to the command too
+        try:
+            if self.own_group:
+                os.killpg(self.proc.pid, signum)
+            else:
+                self.proc.send_signal(signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def terminate(self, grace: float) -> None:
+        """Stop the command (a cancel): SIGTERM to it and what it started, SIGKILL to what is
+        left after `grace` seconds."""
+        self._send(signal.SIGTERM)
+        timer = threading.Timer(grace, self._send, (signal.SIGKILL,))
+        timer.daemon = True
+        timer.start()
+
+    def _send(self, signum: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return  # gone (and reaped: its pid may belong to another process now)
         try:
             if self.own_group:
                 os.killpg(self.proc.pid, signum)

@@ -142,6 +142,17 @@ class Client:
             timeout=timeout,
         )
 
+    def keepalive(self, job_id: int, token: str, timeout: float | None = None) -> dict[str, Any]:
+        """Tell the server the job's runner is alive while its command is silent (an append of
+        no lines); the answer's `job_status` is `canceling` when the job should stop."""
+        return self._call(
+            "POST",
+            f"/api/jobs/{job_id}/lines",
+            token=token,
+            body={"lines": []},
+            timeout=timeout,
+        )
+
     def finish(
         self,
         job_id: int,

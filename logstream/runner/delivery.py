@@ -10,6 +10,11 @@ Three parts, one thread each:
   every line meanwhile (spilling to disk), and finishes the job once all lines are in;
 * signal handlers (main thread) forward Ctrl-C and friends to the command.
 
+While the output is silent the delivery thread sends a keepalive (an append of no lines) every
+`keepalive` seconds, so the server does not end the job as lost. The answer to every append
+and keepalive says whether the job was canceled on the server (`job_status: canceling`); the
+delivery then calls `on_cancel` once (from its thread), and `run` stops the command.
+
 After the output ends the delivery gets a bounded time (`give_up`) to finish; past it we say on
 stderr exactly which lines did not reach the server, and still exit with the command's status.
 """
@@ -26,12 +31,15 @@ from collections.abc import Callable
 from types import FrameType
 from typing import IO, Any
 
+from logstream.protocol import JOB_CANCELING, REASON_FINISHED
 from logstream.runner.child import FORWARDED, Child
 from logstream.runner.client import BATCH_BYTES, Client, ClientError
 from logstream.runner.outbox import LineAssembler, Spool
 
 WINDOW = 0.1
 BATCH_LINES = 1000
+#: Seconds of silent output between keepalives (the server's job timeout is far longer).
+KEEPALIVE = 30.0
 #: After the command exits, output still arriving (from its leftovers) is read this long.
 LINGER = 0.25
 MAX_LINGER = 3.0
@@ -127,6 +135,8 @@ class Delivery:
         warn: Warn,
         *,
         opener: Callable[[], dict[str, Any]] | None = None,
+        keepalive: float | None = KEEPALIVE,
+        on_cancel: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         # No job yet (the server was away when the command started): `opener` creates it,
@@ -141,6 +151,9 @@ class Delivery:
         self.finished = False
         self.done = False
         self.announce = False  # warn about a fatal fault when it happens, not only at the end
+        self.keepalive = keepalive  # seconds of silence between keepalives (None: never)
+        self.on_cancel = on_cancel
+        self.canceled = False  # the server said the job was canceled
         self._finish: tuple[str, int | None] | None = None
         self._deadline: float | None = None
         self._stop = threading.Event()
@@ -213,22 +226,34 @@ class Delivery:
             backoff = opened
         assert self.job_id is not None and self.token is not None
         while not self._stop.is_set():
-            batch = self.spool.take(WINDOW, self._batch_lines, BATCH_BYTES, self._stop)
+            # While a cancel is being carried out, no keepalives: the answer is known.
+            idle = None if self.canceled else self.keepalive
+            batch = self.spool.take(WINDOW, self._batch_lines, BATCH_BYTES, self._stop, idle)
             if batch is None:
                 break
             first, lines = batch
             try:
-                answer = self.client.append(self.job_id, self.token, lines, first, self._timeout())
+                if lines:
+                    answer = self.client.append(
+                        self.job_id, self.token, lines, first, self._timeout()
+                    )
+                else:
+                    answer = self.client.keepalive(self.job_id, self.token, self._timeout())
             except ClientError as error:
                 status = getattr(error, "status", None)
                 if status == 413 and len(lines) > 1:
                     self._batch_lines = max(1, len(lines) // 2)
                     continue
+                body = getattr(error, "body", {})
+                if body.get("reason") == REASON_FINISHED and body.get("status") == "canceled":
+                    self._canceled()  # the server ended it (its runner did not answer in time)
                 if not error.retryable:
                     self._fail(str(error))
                     return
                 backoff = self._pause(str(error), backoff)
                 continue
+            if answer and answer.get("job_status") == JOB_CANCELING:
+                self._canceled()
             self.spool.ack(first + len(lines) - 1)
             self._note_dropped(answer)
             backoff = self._recovered(backoff)
@@ -272,6 +297,16 @@ class Delivery:
             f" its latest ones; lines from {dropped.get('first')} on are dropped as it goes on"
             " (one marker line says which)"
         )
+
+    def _canceled(self) -> None:
+        if self.canceled:
+            return
+        self.canceled = True
+        if self.on_cancel is not None:
+            try:
+                self.on_cancel()
+            except Exception as error:  # stopping the command failed: say so, keep delivering
+                self.warn(f"could not stop the command after the cancel: {error}")
 
     def _fail(self, error: str) -> None:
         self.error = error

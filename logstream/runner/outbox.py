@@ -176,15 +176,30 @@ class Spool:
             self.cond.notify_all()
 
     def take(
-        self, window: float, max_lines: int, max_bytes: int, stop: threading.Event
+        self,
+        window: float,
+        max_lines: int,
+        max_bytes: int,
+        stop: threading.Event,
+        idle: float | None = None,
     ) -> tuple[int, list[str]] | None:
-        """Wait for a batch (full, or its oldest line `window` old, or closed); None when done."""
+        """Wait for a batch (full, or its oldest line `window` old, or closed); None when done.
+
+        With `idle`, an empty batch after that many seconds without a line (time for a
+        keepalive)."""
         with self.cond:
+            idle_until = None if idle is None else time.monotonic() + idle
             while not stop.is_set():
                 if self.pending == 0:
                     if self.closed:
                         return None
-                    self.cond.wait()
+                    if idle_until is None:
+                        self.cond.wait()
+                        continue
+                    left = idle_until - time.monotonic()
+                    if left <= 0:
+                        return self.first, []
+                    self.cond.wait(left)
                     continue
                 assert self._since is not None
                 left = self._since + window - time.monotonic()

@@ -16,8 +16,10 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,13 +29,51 @@ from logstream import masking
 from logstream.masking import Masker
 from logstream.runner.child import Child, SpawnError
 from logstream.runner.client import Client, ClientError
-from logstream.runner.delivery import Delivery, Pump, SignalState, Warn
+from logstream.runner.delivery import KEEPALIVE, Delivery, Pump, SignalState, Warn
 from logstream.runner.outbox import Spool
 
 #: `run` exits with this when logstream itself fails before the command starts (as `env` does).
 EXIT_ERROR = 125
 #: How long job creation retries a server that is momentarily away (seconds, roughly).
 CREATE_ATTEMPTS = 3
+#: After a cancel, seconds between SIGTERM and SIGKILL.
+CANCEL_GRACE = 10.0
+
+
+class Cancel:
+    """A cancel from the server: heard by the delivery thread, carried out on the command."""
+
+    def __init__(self, warn: Warn, spool: Spool, grace: float) -> None:
+        self.warn = warn
+        self.spool = spool
+        self.grace = grace
+        self.requested = False
+        self._child: Child | None = None
+        self._lock = threading.Lock()
+
+    def request(self) -> None:
+        """The server says the job was canceled (delivery thread): stop the command."""
+        with self._lock:
+            if self.requested:
+                return
+            self.requested = True
+            child = self._child
+        why = (
+            f"the job was canceled on the server; stopping the command (SIGTERM, SIGKILL"
+            f" after {self.grace:g} s)"
+        )
+        self.warn(why)
+        self.spool.add([f"logstream: {why}"])
+        if child is not None:
+            child.terminate(self.grace)
+
+    def attach(self, child: Child) -> None:
+        """The command runs (main thread); a cancel heard before this stops it now."""
+        with self._lock:
+            self._child = child
+            requested = self.requested
+        if requested:
+            child.terminate(self.grace)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +166,10 @@ def run_command(
     warn: Warn,
     require_server: bool = False,
     masks: MaskOptions | None = None,
+    keepalive: float = KEEPALIVE,
+    cancel_grace: float = CANCEL_GRACE,
 ) -> int:
-    """Run `argv` as a job; return the command's exit status.
+    """Run `argv` as a job; return the command's exit status (non-zero when canceled).
 
     With `require_server`, a job that cannot be created at start raises ClientError (the CLI
     exits EXIT_ERROR without running the command); without, the command runs anyway. Secrets
@@ -139,20 +181,18 @@ def run_command(
     signals.install()  # from here on Ctrl-C ends the job as canceled, never leaves it running
     try:
         with Client(server) as client:
-            return _run(
-                client,
-                argv,
-                name,
-                runner_token,
-                tty,
-                give_up,
-                warn,
-                signals,
-                require_server,
-                masker,
-            )
+            options = _Options(give_up, require_server, keepalive, cancel_grace)
+            return _run(client, argv, name, runner_token, tty, warn, signals, options, masker)
     finally:
         signals.restore()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    give_up: float
+    require_server: bool
+    keepalive: float
+    cancel_grace: float
 
 
 def _run(
@@ -161,22 +201,23 @@ def _run(
     name: str | None,
     runner_token: str | None,
     tty: bool,
-    give_up: float,
     warn: Warn,
     signals: SignalState,
-    require_server: bool,
+    options: _Options,
     masker: Masker,
 ) -> int:
     # The command line may hold a secret the shell expanded (curl -H "...$TOKEN").
     meta = masking.mask_json(masker, {"command": command_meta(argv), "host": socket.gethostname()})
     assert isinstance(meta, dict)
     title = masker.mask(name or job_name(argv))
+    give_up = options.give_up
     spool = Spool(masker=masker)
+    cancel = Cancel(warn, spool, options.cancel_grace)
     env = dict(os.environ)
     try:
         job = create_job(client, title, meta, runner_token)
     except ClientError as error:
-        if require_server:
+        if options.require_server:
             raise
         warn(f"{error}; running the command anyway (its output is kept for the server)")
         delivery = Delivery(
@@ -186,12 +227,22 @@ def _run(
             spool,
             warn,
             opener=lambda: client.create_job(title, meta, runner_token),
+            keepalive=options.keepalive,
+            on_cancel=cancel.request,
         )
     else:
         url = client.job_url(job["id"])
         warn(f"job {job['id']}: {url}")
         env.update(LOGSTREAM_JOB_ID=str(job["id"]), LOGSTREAM_JOB_URL=url)
-        delivery = Delivery(client, job["id"], job["token"], spool, warn)
+        delivery = Delivery(
+            client,
+            job["id"],
+            job["token"],
+            spool,
+            warn,
+            keepalive=options.keepalive,
+            on_cancel=cancel.request,
+        )
     delivery.announce = True
     delivery.start()
     child = Child(argv, tty=tty, env=env)
@@ -205,6 +256,7 @@ def _run(
         code, status = error.exit_code, "failed"
     else:
         signals.child = child
+        cancel.attach(child)
         if signals.first is not None:
             child.forward(signals.first)  # it came while the command was starting
         pump = Pump(spool)
@@ -217,6 +269,9 @@ def _run(
     if signals.first is not None:
         status = "canceled"
         code = code or 128 + signals.first
+    elif cancel.requested:
+        status = "canceled"
+        code = code or 128 + signal.SIGTERM  # canceled is never a success
     delivery.close((status, code), give_up)
     if delivery.problem is not None and spool.pending:
         warn(
@@ -308,9 +363,13 @@ def push_input(
     warn: Warn,
     fd: int = 0,
     masks: MaskOptions | None = None,
+    keepalive: float = KEEPALIVE,
 ) -> int:
     """Append what `fd` (stdin) carries to a job, finishing it at the end if asked; 0 if all did.
-    Secrets (`masks`) are masked as `run_command` masks them."""
+    Secrets (`masks`) are masked as `run_command` masks them.
+
+    A cancel on the server stops the reading: what was read is sent, the job finished as
+    canceled, and the exit status is 1."""
     masker = _masker(masks, warn)
     with Client(server) as client:
         if job_id is None:
@@ -333,17 +392,21 @@ def push_input(
             first = int(job.get("line_count", 0)) + 1
         assert token is not None
         spool = Spool(first, masker=masker)
-        delivery = Delivery(client, job_id, token, spool, warn).start()
+        delivery = Delivery(client, job_id, token, spool, warn, keepalive=keepalive).start()
         interrupted = False
         pump = Pump(spool)
         pump.add(fd, None)
         try:
-            pump.run(stop=lambda: delivery.error is not None)
+            pump.run(stop=lambda: delivery.error is not None or delivery.canceled)
         except KeyboardInterrupt:
             interrupted = True
         if delivery.error is not None:
             delivery.abort()  # the report says why
-        delivery.close((finish, exit_code) if finish and not interrupted else None, give_up)
+        ending = (finish, exit_code) if finish and not interrupted else None
+        if delivery.canceled:
+            warn(f"job {job_id} was canceled on the server; stopped reading the input")
+            ending = ("canceled", None)
+        delivery.close(ending, give_up)
         try:
             delivery.wait()
         except KeyboardInterrupt:
@@ -354,4 +417,4 @@ def push_input(
             warn(message)
         if interrupted:
             return 130
-        return 0 if delivery.done else 1
+        return 0 if delivery.done and not delivery.canceled else 1

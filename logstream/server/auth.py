@@ -555,3 +555,42 @@ class RedactSecrets(logging.Filter):
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
         return True
+
+
+async def check_cancel(svc: Services, credentials: Credentials, job_id: int) -> None:
+    """Who may cancel a job: an admin, or the job's own token (or a runner token). While the
+    server runs open with no runner token, anyone may (the dashboard's Cancel button needs no
+    token there, as creating a job needs none)."""
+    if svc.settings.auth == "open" and svc.settings.runner_token is None:
+        if await svc.token_hash(job_id) is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        return
+    await require_role(svc, credentials, "admin", own_job=job_id)
+
+
+async def may_cancel(svc: Services, credentials: Credentials, job_id: int) -> bool:
+    """Whether check_cancel would let this request through (the dashboard shows the button)."""
+    try:
+        await check_cancel(svc, credentials, job_id)
+    except (Unauthorized, Forbidden, NotFound):
+        return False
+    return True
+
+
+async def check_metrics(svc: Services, credentials: Credentials) -> None:
+    """/metrics: LOGSTREAM_METRICS_TOKEN, or an admin (tokens mode); open mode asks for the
+    runner or metrics token when either is set, else nothing."""
+    metrics_token = svc.settings.metrics_token
+    token = parse_bearer(credentials.authorization)
+    if metrics_token is not None and token is not None:
+        if hmac.compare_digest(token.encode(), metrics_token.encode()):
+            return
+    if svc.settings.auth == "open":
+        if svc.settings.runner_token is None and metrics_token is None:
+            return
+        if token is None:
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics or runner token>'")
+        if is_runner(svc, token):
+            return
+        raise Forbidden("the token may not read /metrics")
+    await require_role(svc, credentials, "admin", even_open=True)

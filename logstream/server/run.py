@@ -25,7 +25,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from logstream.config import Settings, SettingsError
-from logstream.server import h11guard, hyperhooks
+from logstream.server import h11guard, hyperhooks, metrics
 from logstream.server.app import create_app
 from logstream.server.auth import RedactSecrets
 from logstream.server.h2guard import install as install_h2guard
@@ -213,10 +213,42 @@ def run_loop(factory: LoopFactory, main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-def run(settings: Settings) -> None:
-    """Migrate the embedded default if needed, then serve (blocking).
+class StartupError(Exception):
+    """The server cannot start; the message is one line for the operator (exit non-zero)."""
 
-    Raises SettingsError (before doing anything) when the event loop asked for is missing.
+
+def listen(settings: Settings) -> Sockets:
+    """Bind the listening sockets now, so a port in use is one line, not a traceback."""
+    try:
+        return hypercorn_config(settings).create_sockets()
+    except OSError as error:
+        where = f"{settings.host}:{settings.port}"
+        raise StartupError(f"cannot listen on {where}: {error.strerror or error}") from None
+
+
+def check_store(settings: Settings) -> None:
+    """Migrate the embedded default if configured to; then the store must answer, migrated."""
+    from logstream.server.store.migrate import StoreProblem, check_store, safe_url, upgrade
+
+    try:
+        if settings.should_auto_migrate:
+            try:
+                upgrade(settings.database_url)
+            except Exception as error:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+                raise StoreProblem(
+                    f"cannot migrate the store at {safe_url(settings.database_url)}: {first}"
+                ) from None
+        check_store(settings.database_url)
+    except StoreProblem as problem:
+        raise StartupError(str(problem)) from None
+
+
+def run(settings: Settings) -> None:
+    """Listen, migrate the embedded default if needed, check the store, then serve (blocking).
+
+    Raises SettingsError (before doing anything) when the event loop asked for is missing, and
+    StartupError when the port is taken or the store is unreachable or not migrated.
     """
     factory = loop_factory(settings)
     logging.basicConfig(
@@ -227,23 +259,23 @@ def run(settings: Settings) -> None:
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
-    if settings.should_auto_migrate:
-        from logstream.server.store.migrate import upgrade
-
-        upgrade(settings.database_url)
+    sockets = listen(settings)
+    check_store(settings)
     log.info("event loop: %s", "asyncio" if factory is None else "uvloop")
     tune_gc()
     if settings.workers <= 1:
-        run_loop(factory, serve(settings, force_exit=True))
+        run_loop(factory, serve(settings, sockets=sockets, force_exit=True))
         return
-    run_workers(settings, factory)
+    run_workers(settings, factory, sockets)
 
 
 def _worker(settings: Settings, sockets: Sockets, factory: LoopFactory) -> None:
     run_loop(factory, serve(settings, sockets=sockets, force_exit=True))
 
 
-def run_workers(settings: Settings, factory: LoopFactory = None) -> None:
+def run_workers(
+    settings: Settings, factory: LoopFactory = None, sockets: Sockets | None = None
+) -> None:
     """Serve with several processes sharing the listening sockets (forked, so they inherit).
 
     Each worker is a whole logstream (writer, hub, broker). On PostgreSQL they share hints by
@@ -251,7 +283,8 @@ def run_workers(settings: Settings, factory: LoopFactory = None) -> None:
     lags a line written through another worker by at most LOGSTREAM_POLL_INTERVAL. A worker
     that dies is replaced; SIGTERM/SIGINT is passed on to all of them.
     """
-    sockets = hypercorn_config(settings).create_sockets()
+    if sockets is None:
+        sockets = listen(settings)
     context = multiprocessing.get_context("fork")
     workers: list[multiprocessing.process.BaseProcess] = []
     stopping = False
@@ -278,6 +311,8 @@ def run_workers(settings: Settings, factory: LoopFactory = None) -> None:
             if process.is_alive():
                 continue
             workers.remove(process)
+            if process.pid is not None:
+                metrics.process_exited(process.pid)
             if not stopping:
                 log.warning(
                     "worker %s exited with %s; starting another", process.pid, process.exitcode

@@ -24,7 +24,15 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from logstream.protocol import REASON_FINISHED, REASON_GAP, REASON_LINE_COUNT, REASON_MISMATCH
+from logstream.protocol import (
+    JOB_CANCELING,
+    JOB_RUNNING,
+    REASON_FINISHED,
+    REASON_GAP,
+    REASON_LINE_COUNT,
+    REASON_MISMATCH,
+)
+from logstream.server import metrics
 from logstream.server.auth import hash_token, new_token
 from logstream.server.errors import (
     ApiError,
@@ -44,7 +52,7 @@ from logstream.server.store.db import (
     incremental_vacuum,
     pragma,
 )
-from logstream.server.store.queries import Job
+from logstream.server.store.queries import Job, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +94,8 @@ class AppendResult:
     skipped: int
     # Lines dropped by the size limit (first, last) and the limit, once the job passed it.
     dropped: tuple[int, int, int] | None = None
+    # JOB_RUNNING, or JOB_CANCELING once a cancel was requested: the runner should stop.
+    job_status: str = JOB_RUNNING
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer to an append (`dropped` only once the job passed its size limit)."""
@@ -95,6 +105,7 @@ class AppendResult:
             "line_count": self.line_count,
             "stored": self.stored,
             "skipped": self.skipped,
+            "job_status": self.job_status,
         }
         if self.dropped is not None:
             first, last, limit = self.dropped
@@ -123,6 +134,11 @@ class MaskChange:
     def changes(self) -> bool:
         """Whether the append moves the job's masks to a new version."""
         return bool(self.sealed) or self.block is not None
+
+
+# What the sweep decides for a job, given its state under the lock: None (leave it), or the
+# final status to end it with and the line that says why.
+Verdict = Callable[[JobState], tuple[str, str] | None]
 
 
 @dataclasses.dataclass
@@ -233,7 +249,10 @@ class Writer:
         masks: MaskChange | None = None,
     ) -> AppendResult:
         """Append lines, or skip those already stored when `first` overlaps (a retry).
-        With `masks`, the lines were masked with the job's masks at `masks.version`."""
+        With `masks`, the lines were masked with the job's masks at `masks.version`.
+
+        No lines at all is a keepalive: it only records that the runner was heard from.
+        """
 
         def run(conn: Connection) -> tuple[AppendResult, Hint | None]:
             state = queries.lock_job(conn, job_id)
@@ -275,8 +294,10 @@ class Writer:
                     line_count=count,
                 )
             limit = self.max_job_bytes
-            nbytes = limits.line_bytes(new) if limit and new else None
-            size = queries.insert_lines(conn, job_id, count + 1, new, now_ms(), nbytes)
+            size = None
+            if state.status == "running":  # (a finished job only answers retries)
+                nbytes = limits.line_bytes(new) if limit and new else None
+                size = queries.insert_lines(conn, job_id, count + 1, new, now_ms(), nbytes)
             if masks is not None and masks.changes:
                 queries.add_masks(
                     conn, job_id, masks.keys, masks.sealed, masks.block, masks.version + 1
@@ -294,6 +315,7 @@ class Writer:
                 stored=len(new),
                 skipped=overlap,
                 dropped=dropped,
+                job_status=JOB_RUNNING if state.cancel_ms is None else JOB_CANCELING,
             )
             return result, (Hint(job_id, line_count) if new else None)
 
@@ -407,6 +429,60 @@ class Writer:
         await self._queue.put(_Op(_never, future, outside=outside))
         return await asyncio.shield(future)
 
+    async def cancel(self, job_id: int) -> Job:
+        """Ask a running job to stop: its runner hears it in the answer to its next append or
+        keepalive, stops the command and finishes the job as canceled. Repeating is fine."""
+
+        def run(conn: Connection) -> tuple[Job, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None:
+                raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+            hint = None
+            if state.status == "running" and state.cancel_ms is None:
+                now = now_ms()
+                queries.request_cancel(conn, job_id, now)
+                event_id = queries.add_job_event(conn, job_id, "canceling", now)
+                hint = Hint(job_id, state.line_count, event_id=event_id)
+            elif state.status not in ("running", "canceled"):
+                raise Conflict(
+                    f"job {job_id} already finished as {state.status}",
+                    reason=REASON_FINISHED,
+                    status=state.status,
+                    exit_code=state.exit_code,
+                    line_count=state.line_count,
+                )
+            job = queries.get_job_tx(conn, job_id)
+            assert job is not None
+            return job, hint
+
+        return await self._submit(run, job_id=job_id, lifecycle=True)
+
+    async def expire(self, job_id: int, verdict: Verdict) -> str | None:
+        """End a running job the server gave up on (lost, or a cancel never confirmed), if
+        `verdict` says so under its lock: one last line saying why, then the final status.
+
+        Checked under the lock, so several instances sweeping at once end it once; a job that
+        was heard from or finished meanwhile is left alone. Returns the status it ended with.
+        """
+
+        def run(conn: Connection) -> tuple[str | None, Hint | None]:
+            state = queries.lock_job(conn, job_id)
+            if state is None or state.status != "running":
+                return None, None
+            decided = verdict(state)
+            if decided is None:
+                return None, None
+            status, line = decided
+            now = now_ms()
+            count = state.line_count + 1
+            queries.insert_lines(conn, job_id, count, [line], now)
+            queries.finish_job(conn, job_id, status, None, now)
+            queries.erase_masks(conn, job_id)  # as a finish does: an ended job needs none
+            event_id = queries.add_job_event(conn, job_id, "finished", now)
+            return status, Hint(job_id, count, finished=True, event_id=event_id)
+
+        return await self._submit(run, job_id=job_id, lifecycle=True)
+
     # --- the loop ---------------------------------------------------------------------------
 
     async def _submit(
@@ -452,6 +528,7 @@ class Writer:
             try:
                 await self._commit_batch(batch)
             except Exception as error:  # never let the writer die: fail the batch, go on
+                metrics.store_error("writer")
                 if driver.is_storage_full(error):
                     log.error(
                         "writer batch failed, the store is full: %s", driver.describe_error(error)
@@ -483,17 +560,29 @@ class Writer:
                         item.future.set_exception(_write_failed(one_error))
             return
         hints: dict[int, Hint] = {}
+        appends = lines = 0
         for item, (outcome, hint) in done:
             if isinstance(outcome, BaseException):
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
+                if isinstance(outcome, AppendResult):
+                    appends += 1
+                    lines += outcome.stored
             if hint is not None:
                 hints[hint.job_id] = _merge(hints.get(hint.job_id), hint)
+        metrics.batch_committed(len(batch), appends, lines)
         for hint in hints.values():
             await self._broker.publish(hint)
 
     async def _transaction(self, batch: list[_Op[Any]]) -> list[_Done]:
+        started = time.perf_counter()
+        try:
+            return await self._commit(batch)
+        finally:
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+    async def _commit(self, batch: list[_Op[Any]]) -> list[_Done]:
         if self._sync_engine is None:
             async with self._engine.connect() as conn:
                 return await conn.run_sync(self._run_batch, batch)

@@ -52,7 +52,15 @@ async def test_append_numbers_lines_from_one(shared_server: ServerProcess) -> No
     async with client_for(shared_server) as client:
         job = await new_job(client)
         r = await append(client, job, ["a", "b", "c"])
-        assert r == {"first": 1, "last": 3, "line_count": 3, "stored": 3, "skipped": 0, "cut": 0}
+        assert r == {
+            "first": 1,
+            "last": 3,
+            "line_count": 3,
+            "stored": 3,
+            "skipped": 0,
+            "job_status": "running",
+            "cut": 0,
+        }
         r = await append(client, job, ["d"])
         assert (r["first"], r["last"], r["line_count"], r["stored"]) == (4, 4, 4, 1)
         assert await stored(client, job) == ["a", "b", "c", "d"]

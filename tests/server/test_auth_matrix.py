@@ -73,6 +73,8 @@ ADMIN = _expect(
     expired=403,
 )
 PUBLIC = dict.fromkeys(CREDENTIALS, 200)
+# A cancel is asked (202, the job still running): by an admin or the job's own token.
+CANCEL = {**ADMIN, "admin": 202, "job_this": 202}
 
 # name: (method, path, body, expected codes, kind). {id}: a running job of its own per case
 # where the request changes it (lines, finish), else a shared one; {name}: a token to revoke.
@@ -90,6 +92,9 @@ ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, int], str]] = {
     "POST /api/jobs": ("POST", "/api/jobs", {"name": "matrix"}, CREATE, "json"),
     "POST lines": ("POST", "/api/jobs/{id}/lines", {"lines": ["x"]}, LINES, "json"),
     "POST finish": ("POST", "/api/jobs/{id}/finish", {"status": "succeeded"}, WRITE, "json"),
+    "POST cancel": ("POST", "/api/jobs/{id}/cancel", {}, CANCEL, "json"),
+    "GET /metrics": ("GET", "/metrics", None, ADMIN, "text"),
+    "GET /readyz": ("GET", "/readyz", None, PUBLIC, "json"),
     "GET /api/tokens": ("GET", "/api/tokens", None, ADMIN, "json"),
     "POST /api/tokens": (
         "POST",
@@ -209,6 +214,9 @@ def test_every_route_of_the_app_is_in_the_matrix(world: World) -> None:
         "/api/jobs/<job_id>/lines",
         "/api/jobs/<job_id>/search",
         "/api/jobs/<job_id>/finish",
+        "/api/jobs/<job_id>/cancel",
+        "/metrics",
+        "/readyz",
         "/api/tokens",
         "/api/tokens/<name>",
         "/api/session",

@@ -63,6 +63,7 @@ def test_chunked_body_in_many_pieces_is_assembled(small_server: ServerProcess) -
         "line_count": 4,
         "stored": 4,
         "skipped": 0,
+        "job_status": "running",
         "cut": 0,
     }
     assert _lines(small_server.url, job) == ["one", "two", "three", "four"]

@@ -12,7 +12,16 @@ from typing import Any
 
 import httpx
 
-SERVER_STACK = ("quart", "hypercorn", "sqlalchemy", "aiosqlite", "asyncpg", "alembic", "werkzeug")
+SERVER_STACK = (
+    "quart",
+    "hypercorn",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "alembic",
+    "werkzeug",
+    "prometheus_client",
+)
 
 
 def cli_env(server: str | None = None, **extra: str) -> dict[str, str]:

@@ -38,13 +38,16 @@ export async function getJSON(url, options = {}) {
   return body;
 }
 
-export const FINAL = new Set(["succeeded", "failed", "canceled"]);
+// The final statuses (logstream/protocol.py STATUSES_FINAL): "lost" is the server's own end
+// for a job whose runner stopped sending (no append, no keepalive).
+export const FINAL = new Set(["succeeded", "failed", "canceled", "lost"]);
 
 const STATUS_LABEL = {
   running: "Running",
   succeeded: "Succeeded",
   failed: "Failed",
   canceled: "Canceled",
+  lost: "Lost",
 };
 
 /** A coloured status badge; running ones carry a spinner. */

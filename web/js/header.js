@@ -2,7 +2,7 @@
 // pill and banner, and the end-of-job bar of the log viewer.
 
 import {
-  el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount,
+  el, FINAL, statusBadge, formatDuration, formatDateTime, jobDuration, formatCount, HttpError,
 } from "./common.js";
 import { metaList } from "./meta.js";
 import { signedOutNotice } from "./account.js";
@@ -41,6 +41,53 @@ export function renderHeader(job, lineCount) {
   exit.hidden = !FINAL.has(job.status) || job.exit_code === null || job.exit_code === undefined;
   exit.querySelector("b").textContent = String(job.exit_code);
   document.title = `#${job.id} ${job.name} · ${job.status} — logstream`;
+  renderCancel(job);
+}
+
+// The Cancel button: shown to those the server lets cancel (`can_cancel`) while the job runs.
+// The runner hears of it on its next append or keepalive, stops the command and finishes the
+// job as canceled; until then the button says "Canceling…".
+const cancel = { job: null, sending: false, error: null };
+
+function renderCancel(job) {
+  const button = $("cancel-btn");
+  if (!button) return;
+  cancel.job = job;
+  button.hidden = !job.can_cancel || FINAL.has(job.status);
+  if (!button.dataset.wired) {
+    button.dataset.wired = "1";
+    button.addEventListener("click", () => cancelJob());
+  }
+  const canceling = Boolean(job.cancel_requested_at) || cancel.sending;
+  button.disabled = canceling;
+  if (cancel.error) {
+    button.textContent = "Cancel failed — retry";
+    button.title = cancel.error;
+  } else {
+    button.textContent = canceling ? "Canceling…" : "Cancel";
+  }
+}
+
+async function cancelJob() {
+  const job = cancel.job;
+  if (!job) return;
+  cancel.sending = true;
+  cancel.error = null;
+  renderCancel(job);
+  try {
+    const response = await fetch(`/api/jobs/${job.id}/cancel`, {
+      method: "POST", headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new HttpError(response.status, body);
+    if (body && body.cancel_requested_at) job.cancel_requested_at = body.cancel_requested_at;
+  } catch (error) {
+    cancel.error = error.message;
+  } finally {
+    cancel.sending = false;
+    renderCancel(cancel.job);
+  }
 }
 
 /** The connection pill and banner; `log` keeps every state shown, in order (repeats once). */
@@ -101,7 +148,10 @@ export function showEnd(job) {
   const bar = $("end-banner");
   bar.hidden = false;
   bar.dataset.status = job.status;
-  const words = { succeeded: "Job succeeded", failed: "Job failed", canceled: "Job canceled" };
+  const words = {
+    succeeded: "Job succeeded", failed: "Job failed", canceled: "Job canceled",
+    lost: "Job lost: its runner stopped sending",
+  };
   const parts = [el("strong", {}, words[job.status] || job.status)];
   if (job.exit_code !== null && job.exit_code !== undefined) {
     parts.push(el("span", { class: "sep" }, "·"), el("span", {}, "exit code ", el("b", { class: "exit-code" }, String(job.exit_code))));

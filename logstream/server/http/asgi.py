@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from logstream.protocol import JOB_CANCELING, JOB_RUNNING
 from logstream.server.auth import Credentials
 from logstream.server.errors import ApiError, BadRequest
 from logstream.server.http import session
@@ -50,6 +51,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # On every answer: a browser must not guess a type other than the one sent (an error's JSON
 # or a log's text rendered as HTML).
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+JOB_STATUS = {status: status.encode("ascii") for status in (JOB_RUNNING, JOB_CANCELING)}
 
 
 class FastPaths:
@@ -296,4 +299,11 @@ async def _append(
         status, payload = error_answer(error)
     if status >= 400:
         await drain_limited(body.chunks(), declared, limit)
-    await _answer(send, status, payload)
+        await _answer(send, status, payload)
+        return
+    # The job's state for the runner, as GitLab's runner API says it: `canceling` = stop.
+    answer = [
+        (b"content-type", b"application/json"),
+        (b"job-status", JOB_STATUS[payload["job_status"]]),
+    ]
+    await _send_whole(send, status, answer, json_bytes(payload))

@@ -12,10 +12,12 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from logstream import logtext, sse
+from logstream.server import metrics
 from logstream.server.auth import NO_CREDENTIALS, Credentials, require_role, sealing_token
 from logstream.server.errors import (
     ApiError,
@@ -268,7 +270,10 @@ async def append_core(
     first_arg: str | None,
     read_body: Callable[[], Awaitable[bytes]],
 ) -> dict[str, Any]:
-    """POST /api/jobs/{id}/lines: check, parse, clean, append (served by asgi.py)."""
+    """POST /api/jobs/{id}/lines: check, parse, clean, append (served by asgi.py).
+
+    `{"lines": []}` is a keepalive: the answer's `job_status` says whether to stop."""
+    started = time.perf_counter()
     principal = await require_role(svc, credentials, "runner", own_job=job_id)
     token = sealing_token(principal, credentials, job_id)  # before the body is read
     mimetype, charset = media_type(content_type or "text/plain", content_encoding)
@@ -305,6 +310,7 @@ async def append_core(
     result, cut_count = await _append_masked(svc, job_id, token, texts, first)
     body: dict[str, Any] = result.to_json()
     body["cut"] = cut_count
+    metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
     return body
 
 
@@ -415,6 +421,7 @@ def error_answer(error: Exception) -> tuple[int, dict[str, Any]]:
         log.error("store is full: %s", describe_error(error))
         return StorageFull.status, StorageFull("the store has no room for the write").body()
     if is_store_error(error):
+        metrics.store_error("request")
         log.warning("store unavailable: %s", describe_error(error))  # an outage: no traceback
         return Unavailable.status, Unavailable("the store is unavailable; retry shortly").body()
     log.exception("unhandled error", exc_info=error)

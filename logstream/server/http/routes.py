@@ -6,16 +6,18 @@ No SQL here: the store's queries do that.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
 from logstream import logtext, masking, sse
-from logstream.protocol import STATUSES_FINAL
-from logstream.server import search
-from logstream.server.errors import BadRequest, NotFound
-from logstream.server.http.access import require
+from logstream.protocol import STATUSES_FINISH
+from logstream.server import metrics, search
+from logstream.server.auth import check_cancel, check_metrics, may_cancel
+from logstream.server.errors import BadRequest, NotFound, ShuttingDown, Unavailable
+from logstream.server.http.access import request_credentials, require
 from logstream.server.http.core import (
     STREAM_HEADERS,
     answer_headers,
@@ -199,10 +201,33 @@ async def job_events() -> Response:
 
 @bp.get("/api/jobs/<job_id>")
 async def show_job(job_id: str) -> Response:
-    """One job."""
+    """One job, and whether this request may cancel it (the dashboard's Cancel button)."""
+    svc = services()
     number = parse_job_id(job_id)
     await require("read", own_job=number)
-    return json_response((await get_job_or_404(services(), number)).to_json())
+    job = await get_job_or_404(svc, number)
+    body = job.to_json()
+    body["can_cancel"] = not job.finished and await may_cancel(svc, request_credentials(), job.id)
+    return json_response(body)
+
+
+@bp.post("/api/jobs/<job_id>/cancel")
+async def cancel_job(job_id: str) -> Response:
+    """Ask a running job to stop: 202 with the job (`cancel_requested_at` set); its runner
+    stops the command and finishes the job as canceled."""
+    number = parse_job_id(job_id)
+    await check_cancel(services(), request_credentials(), number)
+    # As application/json (its body empty or an object, unused for now): a page on another
+    # site could send a body-less POST without a CORS preflight, and on an open server
+    # that would cancel jobs (see core.require_json).
+    require_json(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+    raw = await read_limited(
+        request.body, request.content_length, services().settings.max_body_bytes
+    )
+    if raw.strip():
+        parse_json_object(raw)
+    job = await services().writer.cancel(number)
+    return json_response(job.to_json(), 200 if job.finished else 202)
 
 
 @bp.post("/api/jobs/<job_id>/finish")
@@ -212,8 +237,8 @@ async def finish_job(job_id: str) -> Response:
     await require("runner", own_job=number)
     payload = await _json_body()
     status = payload.get("status")
-    if status not in STATUSES_FINAL:
-        raise BadRequest("status must be one of " + ", ".join(STATUSES_FINAL), field="status")
+    if status not in STATUSES_FINISH:
+        raise BadRequest("status must be one of " + ", ".join(STATUSES_FINISH), field="status")
     exit_code = payload.get("exit_code")
     if exit_code is not None and (
         not isinstance(exit_code, int)
@@ -288,9 +313,36 @@ async def search_log(job_id: str) -> Response:
     )
 
 
+# --- operations --------------------------------------------------------------------------------
+
+READY_TIMEOUT = 2.0
+
+
 @bp.get("/healthz")
 async def healthz() -> Response:
-    """Liveness: the process answers and the store can be queried."""
-    async with services().engine.connect() as conn:
-        await queries.get_job(conn, 0)
+    """Liveness: the process answers (the store is /readyz's question)."""
     return json_response({"ok": True, "pid": os.getpid(), "streams": services().hub.streams.count})
+
+
+@bp.get("/readyz")
+async def readyz() -> Response:
+    """Readiness: the store answers within READY_TIMEOUT s, and the process is not stopping."""
+    svc = services()
+    if svc.hub.streams.closing:
+        raise ShuttingDown("the server is shutting down")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with svc.engine.connect() as conn:
+                await queries.ping(conn)
+    except TimeoutError:
+        metrics.store_error("request")
+        raise Unavailable(f"the store did not answer within {READY_TIMEOUT:g} s") from None
+    return json_response({"ok": True})
+
+
+@bp.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """The Prometheus text exposition (every worker's, in multiprocess mode)."""
+    svc = services()
+    await check_metrics(svc, request_credentials())
+    return Response(metrics.render(svc.live_counts), content_type=metrics.CONTENT_TYPE)

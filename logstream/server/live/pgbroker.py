@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from logstream.server import metrics
 from logstream.server.live.broker import Hint, Listener
 from logstream.server.store.driver import PG_NOTIFY, PG_PING
 
@@ -181,5 +182,6 @@ class PostgresBroker:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
             log.info("LISTEN connection back; re-checking live jobs")
+            metrics.BROKER_RECONNECTS.inc()
             if self.on_reconnect is not None:
                 self.on_reconnect()

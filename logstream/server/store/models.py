@@ -48,6 +48,14 @@ jobs = Table(
     Column("head_last", BigInteger, nullable=True),
     Column("dropped_first", BigInteger, nullable=True),
     Column("dropped_last", BigInteger, nullable=True),
+    # When the runner was last heard from (an append or a keepalive): set by the statement
+    # that moves line_count, so it costs no extra write. Not indexed, so updating it never
+    # touches an index (and stays a HOT update on PostgreSQL).
+    Column("last_seen_ms", BigInteger, nullable=True),
+    # When a cancel was requested (the job keeps running until its runner finishes it).
+    Column("cancel_ms", BigInteger, nullable=True),
+    # The sweep looks for stale jobs among the running ones; status changes only at the end.
+    Index("ix_jobs_status", "status"),
 )
 
 # (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines

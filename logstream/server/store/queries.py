@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,6 +48,7 @@ class Job:
     line_count: int
     created_ms: int
     finished_ms: int | None
+    cancel_ms: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -69,6 +70,7 @@ class Job:
             "created_at": iso(self.created_ms),
             "finished_at": iso(self.finished_ms),
             "duration": duration,
+            "cancel_requested_at": iso(self.cancel_ms),
         }
 
 
@@ -80,6 +82,8 @@ class JobState:
     status: str
     exit_code: int | None
     mask_version: int = 0
+    last_seen_ms: int | None = None
+    cancel_ms: int | None = None
 
 
 _JOB_COLUMNS = (
@@ -91,13 +95,24 @@ _JOB_COLUMNS = (
     jobs.c.line_count,
     jobs.c.created_ms,
     jobs.c.finished_ms,
+    jobs.c.cancel_ms,
 )
 
 
 def _job(row: Sequence[Any]) -> Job:
     """A Job from a row in _JOB_COLUMNS order (a SQLAlchemy row or a raw driver row)."""
-    id_, name, meta, status, exit_code, line_count, created_ms, finished_ms = row
-    return Job(id_, name, json.loads(meta), status, exit_code, line_count, created_ms, finished_ms)
+    id_, name, meta, status, exit_code, line_count, created_ms, finished_ms, cancel_ms = row
+    return Job(
+        id_,
+        name,
+        json.loads(meta),
+        status,
+        exit_code,
+        line_count,
+        created_ms,
+        finished_ms,
+        cancel_ms,
+    )
 
 
 def create_job(
@@ -113,6 +128,7 @@ def create_job(
             line_count=0,
             token_hash=token_hash,
             created_ms=now_ms,
+            last_seen_ms=now_ms,
         )
         .returning(*_JOB_COLUMNS)
     )
@@ -147,7 +163,14 @@ async def get_token_hash(conn: AsyncConnection, job_id: int) -> str | None:
 
 
 _LOCK_JOB = Prepared(
-    select(jobs.c.line_count, jobs.c.status, jobs.c.exit_code, jobs.c.mask_version)
+    select(
+        jobs.c.line_count,
+        jobs.c.status,
+        jobs.c.exit_code,
+        jobs.c.mask_version,
+        jobs.c.last_seen_ms,
+        jobs.c.cancel_ms,
+    )
     .where(jobs.c.id == bindparam("job_id"))
     .with_for_update()
 )
@@ -159,13 +182,21 @@ _INSERT_LINE = Prepared(
         text=bindparam("text"),
     )
 )
+# The statement every append runs anyway: moving the count also records that the runner was
+# heard from (a keepalive, an empty append, runs it alone).
 _SET_COUNT = Prepared(
-    update(jobs).where(jobs.c.id == bindparam("job_id")).values(line_count=bindparam("count"))
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(line_count=bindparam("count"), last_seen_ms=bindparam("seen"))
 )
 _SET_COUNT_BYTES = Prepared(
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"))
-    .values(line_count=bindparam("count"), stored_bytes=jobs.c.stored_bytes + bindparam("nbytes"))
+    .values(
+        line_count=bindparam("count"),
+        last_seen_ms=bindparam("seen"),
+        stored_bytes=jobs.c.stored_bytes + bindparam("nbytes"),
+    )
     .returning(jobs.c.stored_bytes, jobs.c.head_last, jobs.c.dropped_first, jobs.c.dropped_last)
 )
 
@@ -178,9 +209,14 @@ def lock_job(conn: Connection, job_id: int) -> JobState | None:
     rows = _LOCK_JOB.rows(conn, job_id=job_id)
     if not rows:
         return None
-    line_count, status, exit_code, mask_version = rows[0]
+    line_count, status, exit_code, mask_version, last_seen_ms, cancel_ms = rows[0]
     return JobState(
-        line_count=line_count, status=status, exit_code=exit_code, mask_version=mask_version
+        line_count=line_count,
+        status=status,
+        exit_code=exit_code,
+        mask_version=mask_version,
+        last_seen_ms=last_seen_ms,
+        cancel_ms=cancel_ms,
     )
 
 
@@ -254,22 +290,51 @@ def insert_lines(
     ts_ms: int,
     nbytes: int | None = None,
 ) -> SizeState | None:
-    """Store texts as lines first, first+1, ... and move the job's count past them. With
+    """Store texts as lines first, first+1, ... and move the job's count past them; the job
+    was heard from at `ts_ms` (with no texts, that is all it records: a keepalive). With
     `nbytes` (their raw bytes: the size limit is on) the job's stored bytes grow by it, and
     the job's size state after that is returned."""
-    if not texts:
-        return None
     n = len(texts)
-    _INSERT_LINE.run_many(
-        conn,
-        ("job_id", "no", "ts_ms", "text"),
-        zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts, strict=True),
-    )
-    if nbytes is None:
-        _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1)
+    if n:
+        _INSERT_LINE.run_many(
+            conn,
+            ("job_id", "no", "ts_ms", "text"),
+            zip(repeat(job_id, n), range(first, first + n), repeat(ts_ms, n), texts, strict=True),
+        )
+    if nbytes is None or not n:
+        _SET_COUNT.rows(conn, job_id=job_id, count=first + n - 1, seen=ts_ms)
         return None
-    row = _SET_COUNT_BYTES.rows(conn, job_id=job_id, count=first + n - 1, nbytes=nbytes)[0]
+    row = _SET_COUNT_BYTES.rows(
+        conn, job_id=job_id, count=first + n - 1, seen=ts_ms, nbytes=nbytes
+    )[0]
     return SizeState(*row)
+
+
+def request_cancel(conn: Connection, job_id: int, now_ms: int) -> None:
+    """Record that the job was asked to cancel (it runs until its runner finishes it)."""
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_ms=now_ms))
+
+
+async def stale_jobs(
+    conn: AsyncConnection, lost_before: int | None, cancel_before: int, limit: int
+) -> list[int]:
+    """Running jobs last heard from before `lost_before` (None: none of these), or asked to
+    cancel before `cancel_before`: what the sweep ends (it re-checks each under its lock)."""
+    stale = [jobs.c.cancel_ms < cancel_before]
+    if lost_before is not None:
+        stale.append(jobs.c.last_seen_ms < lost_before)
+    query = (
+        select(jobs.c.id)
+        .where(jobs.c.status == "running", or_(*stale))
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    return [row[0] for row in await conn.execute(query)]
+
+
+async def ping(conn: AsyncConnection) -> None:
+    """The cheapest question the store must answer (readiness)."""
+    await conn.execute(select(func.count()).select_from(jobs).where(jobs.c.id == 0))
 
 
 def finish_job(

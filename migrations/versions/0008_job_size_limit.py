@@ -1,7 +1,7 @@
 """jobs: what the size limit (LOGSTREAM_MAX_JOB_BYTES) needs: stored bytes, head, dropped range
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 
 Self-contained: four columns on jobs. Jobs that exist at the upgrade count their bytes from
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
