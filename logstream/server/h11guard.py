@@ -67,7 +67,14 @@ def install(timeout: float = HEAD_TIMEOUT) -> bool:
                 setattr(self, _TIMER, loop.call_later(HEAD_TIMEOUT, _expire, self))
         elif isinstance(event, Closed):
             _disarm(self)
-        await handle(self, event)
+        try:
+            await handle(self, event)
+        except BaseException:
+            # Among others H2ProtocolAssumedError: an h2c prior-knowledge preface makes
+            # Hypercorn hand the connection to its HTTP/2 protocol. The timer must not outlive
+            # this protocol, or it closes a healthy HTTP/2 connection HEAD_TIMEOUT later.
+            _disarm(self)
+            raise
 
     async def guarded_create_stream(self: H11Protocol, request: h11.Request) -> None:
         _disarm(self)

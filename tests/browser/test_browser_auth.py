@@ -98,6 +98,8 @@ def test_sign_in_then_tail_live_with_the_cookie(server: ServerProcess, page: Any
     _state(page, "s.connection === 'live'")
     append(server.url, job, [f"live {i}" for i in range(5)])
     _state(page, "s.lineCount === 6")
+    # The rows are drawn on the next frame after the lines arrive: wait for them too.
+    page.wait_for_function("() => window.__logstream.renderedLines().length === 6", timeout=15_000)
     texts = [row["text"] for row in page.evaluate("window.__logstream.renderedLines()")]
     assert texts == ["written before"] + [f"live {i}" for i in range(5)]
     assert page.locator("#account .account-name").inner_text() == "browser-reader"

@@ -21,6 +21,8 @@ import pytest
 from support.h2_abuse import ENHANCE_YOUR_CALM, REFUSED_STREAM, Probe, rss_mb, run_flood
 from support.server import ServerProcess, auth, create_job
 
+from logstream.server.h2guard import PREMATURE
+
 LIMIT = 1000  # the server's h2_max_concurrent_streams (server.run.hypercorn_config)
 
 
@@ -210,7 +212,7 @@ def test_a_browser_leaving_a_page_is_not_abuse(server: ServerProcess, count: int
                 lambda ids=ids: all(b"data: line 0" in client.data[i] for i in ids),
                 "streams to open",
             )
-            time.sleep(1.1)  # older than h2guard.PREMATURE
+            time.sleep(2 * PREMATURE)  # well past h2guard.PREMATURE, also on a slow machine
             for stream_id in ids:
                 client.conn.reset_stream(stream_id)
         probe = client.open(path)

@@ -585,6 +585,27 @@ def test_idle_keep_alive_and_streams_outlive_the_head_timeout(
                     break
 
 
+def test_an_h2c_prior_knowledge_connection_outlives_the_head_timeout(
+    quick_head_server: ServerProcess,
+) -> None:
+    """Regression: the head timer armed by the HTTP/2 preface (read first as HTTP/1.1) was
+    never disarmed when Hypercorn switched the connection to HTTP/2, so it closed every h2c
+    prior-knowledge connection, with its streams, one head timeout after it opened."""
+    base = quick_head_server.url
+    job = create_job(base, "h2c")
+    with httpx.Client(base_url=base, timeout=TIMEOUT, http1=False, http2=True) as client:
+        with client.stream("GET", f"/api/jobs/{job['id']}/log", headers=SSE) as stream:
+            assert stream.http_version == "HTTP/2"
+            time.sleep(2.5)  # past the 1 s head timeout of this server
+            httpx.post(
+                f"{base}/api/jobs/{job['id']}/lines", json={"lines": ["late"]}, headers=auth(job)
+            )
+            for chunk in stream.iter_bytes():
+                if b"data: late" in chunk:
+                    break
+        assert client.get("/healthz").status_code == 200  # the same connection, still open
+
+
 # --- property-based: never a 500, never an unrenderable record -----------------------------------
 
 json_values = st.recursive(
