@@ -32,6 +32,7 @@ from logstream.server.http.core import (
     refuse_while_draining,
     require_json,
 )
+from logstream.server.http.listing import parse_job_filter
 from logstream.server.services import Services
 from logstream.server.store import queries
 
@@ -144,15 +145,17 @@ def _mask_values(raw: Any) -> list[str]:
 
 @bp.get("/api/jobs")
 async def list_jobs() -> Response:
-    """Jobs newest first; `limit` and the opaque `cursor` from the previous page."""
+    """Jobs newest first; `limit` and the opaque `cursor` from the previous page; filtered by
+    `status`, `name`, `name_prefix` and `meta.KEY` (see listing.parse_job_filter)."""
     await require("read")
     limit = parse_int("limit", request.args.get("limit"), 50, minimum=1, maximum=500)
     assert limit is not None
     cursor = parse_int("cursor", request.args.get("cursor"), None, minimum=1)
+    where = parse_job_filter(request.args.items(multi=True))
     async with services().engine.connect() as conn:
         # The event cursor is read first: an event after it is replayed by /api/events.
         events_cursor = await queries.last_job_event_id(conn)
-        jobs = await queries.list_jobs(conn, limit + 1, cursor)
+        jobs = await queries.list_jobs(conn, limit + 1, cursor, where)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return json_response(

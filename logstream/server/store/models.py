@@ -54,8 +54,12 @@ jobs = Table(
     Column("last_seen_ms", BigInteger, nullable=True),
     # When a cancel was requested (the job keeps running until its runner finishes it).
     Column("cancel_ms", BigInteger, nullable=True),
-    # The sweep looks for stale jobs among the running ones; status changes only at the end.
-    Index("ix_jobs_status", "status"),
+    # The job list filtered by name or status, newest first (migration 0009): a walk down one
+    # of these stops after `limit` rows instead of scanning every job. (status, id) also
+    # serves the sweep that looks for stale jobs among the running ones (it replaced 0006's
+    # ix_jobs_status); status changes only at the end.
+    Index("ix_jobs_name_id", "name", "id"),
+    Index("ix_jobs_status_id", "status", "id"),
 )
 
 # (job_id, no) is the primary key; on SQLite the table is WITHOUT ROWID, so each job's lines
