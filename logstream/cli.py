@@ -26,6 +26,7 @@ SERVER_MODULES = (
     "asyncpg",
     "alembic",
     "prometheus_client",
+    "re2",
 )
 
 

@@ -26,6 +26,7 @@ SERVER_STACK = {
     "asyncpg",
     "alembic",
     "prometheus_client",
+    "re2",
 }
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT)\b")
 # What code outside the store may take from SQLAlchemy: types to pass engines around.

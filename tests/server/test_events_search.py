@@ -126,6 +126,54 @@ async def test_search_matches_visible_text_over_whole_log(shared_server: ServerP
         assert r.status_code == 404
 
 
+async def test_regex_search_is_bounded_and_refuses_bad_patterns(
+    shared_server: ServerProcess,
+) -> None:
+    url = shared_server.url
+    job = create_job(url, "regex search")
+    # Catastrophic for a backtracking engine: (a+)+$ on a's followed by something else.
+    lines = ["a" * 40 + "!" for _ in range(20_000)] + ["\x1b[1mERROR\x1b[0m 42: disk full"]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for start in range(0, len(lines), 5000):
+            r = await client.post(
+                f"/api/jobs/{job['id']}/lines",
+                json={"lines": lines[start : start + 5000]},
+                headers=auth(job),
+            )
+            assert r.status_code == 200
+        search = f"/api/jobs/{job['id']}/search"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await client.get(search, params={"q": "(a+)+$", "regex": "1"})
+        assert r.status_code == 200 and loop.time() - started < 5
+        assert r.json() == {
+            "query": "(a+)+$",
+            "after": 0,
+            "count": 0,
+            "lines": [],
+            "truncated": False,
+            "regex": True,
+            "complete": True,
+            "scanned_to": None,
+        }
+        r = await client.get(search, params={"q": r"^error \d+:", "regex": "1"})
+        assert r.json()["lines"] == [20_001]
+        r = await client.get(search, params={"q": r"^error \d+:", "regex": "1", "case": "1"})
+        assert r.json()["lines"] == []
+        r = await client.get(search, params={"q": "a{40}!", "regex": "1", "limit": 3})
+        body = r.json()
+        assert body["lines"] == [1, 2, 3] and body["count"] == 20_000 and body["truncated"]
+        # Without regex=1 the text is literal, as before.
+        r = await client.get(search, params={"q": "a{40}!"})
+        assert r.json()["count"] == 0 and "regex" not in r.json()
+        for bad in ["(a", r"(a)\1", "a{2000}", r"\Aa", r"a\z", "(?<=a)b"]:
+            r = await client.get(search, params={"q": bad, "regex": "1"})
+            assert r.status_code == 400, (bad, r.text)
+            assert r.json()["field"] == "q" and r.json()["error"] == "bad_request"
+        r = await client.get(search, params={"q": r"\\A", "regex": "1"})  # an escaped backslash
+        assert r.status_code == 200
+
+
 def test_page_search_agrees_with_line_by_line_matching() -> None:
     """`search.matching` scans a page as one string; it must find exactly the lines a
     line-by-line scan of the visible text finds, whatever the escapes and the Unicode."""

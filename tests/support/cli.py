@@ -21,6 +21,7 @@ SERVER_STACK = (
     "alembic",
     "werkzeug",
     "prometheus_client",
+    "re2",
 )
 
 

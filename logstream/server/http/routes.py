@@ -288,8 +288,9 @@ async def read_lines(job_id: str) -> Response:
 
 @bp.get("/api/jobs/<job_id>/search")
 async def search_log(job_id: str) -> Response:
-    """Line numbers whose visible text contains `q` (case-insensitive unless case=1), after
-    line `after` (default 0: the whole log): the next page of hits starts after the last one."""
+    """Line numbers whose visible text contains `q` (matches it, with regex=1; case-insensitive
+    unless case=1), after line `after` (default 0: the whole log): the next page of hits starts
+    after the last one."""
     number = parse_job_id(job_id)
     await require("read", own_job=number)
     query = request.args.get("q", "")
@@ -301,19 +302,27 @@ async def search_log(job_id: str) -> Response:
     limit = parse_int("limit", request.args.get("limit"), 1000, minimum=1, maximum=10_000)
     after = parse_int("after", request.args.get("after"), 0)
     assert limit is not None and after is not None
+    regex = request.args.get("regex", "0").lower() in ("1", "true", "yes")
+    pattern = search.compile_regex(query, case) if regex else None
     await get_job_or_404(services(), number)
-    result = await search.search_log(
-        services().engine, number, query, case=case, limit=limit, after=after
-    )
-    return json_response(
-        {
-            "query": query,
-            "after": after,
-            "count": result.count,
-            "lines": result.lines,
-            "truncated": result.truncated,
-        }
-    )
+    if pattern is None:
+        result = await search.search_log(
+            services().engine, number, query, case=case, limit=limit, after=after
+        )
+    else:
+        result = await search.search_regex(
+            services().engine, number, pattern, limit=limit, after=after
+        )
+    body: dict[str, Any] = {
+        "query": query,
+        "after": after,
+        "count": result.count,
+        "lines": result.lines,
+        "truncated": result.truncated,
+    }
+    if regex:  # a regex scan may stop early (search.REGEX_SECONDS): from where to go on
+        body.update(regex=True, complete=result.scanned_to is None, scanned_to=result.scanned_to)
+    return json_response(body)
 
 
 # --- operations --------------------------------------------------------------------------------
