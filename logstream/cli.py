@@ -522,6 +522,11 @@ def resend(path: str, server: str | None, runner_token: str | None, give_up: flo
     help="Finish the job with this status at the end of the input.",
 )
 @click.option("--exit-code", type=int, default=None, help="The exit code --finish records.")
+@click.option(
+    "--tee",
+    is_flag=True,
+    help="Also copy the input to stdout as it is read (so the CI console keeps it).",
+)
 @_give_up("at the end of the input", GIVE_UP_AFTER_OUTPUT)
 @_mask_env
 @_mask_env_patterns
@@ -534,6 +539,7 @@ def push(
     runner_token: str | None,
     finish: str | None,
     exit_code: int | None,
+    tee: bool,
     give_up: float,
     mask_env: tuple[str, ...],
     mask_env_patterns: tuple[str, ...],
@@ -564,12 +570,13 @@ def push(
             warn=_warn,
             masks=masks,
             keepalive=keepalive,
+            echo=sys.stdout.buffer if tee else None,
         )
     raise click.exceptions.Exit(code)
 
 
 @main.command()
-@click.argument("job", type=click.IntRange(min=1))
+@click.argument("job")
 @_server
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
 @click.option(
@@ -588,51 +595,151 @@ def push(
     metavar="N",
     help="Start at line N.",
 )
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION",
+    help="Start with the lines stored in the last DURATION (90s, 10m, 2h, 1d).",
+)
+@click.option(
+    "-t",
+    "--timestamps",
+    is_flag=True,
+    help="Print the time the server stored each line before it (ISO 8601, UTC).",
+)
 @_give_up("while following")
 @_read_token
 def tail(
-    job: int,
+    job: str,
     server: str,
     follow: bool,
     last: int | None,
     first: int | None,
+    since: str | None,
+    timestamps: bool,
     give_up: float,
     token: str | None,
 ) -> None:
     """Print a job's log; -f follows it live until the job ends.
 
-    Following resumes after the last line printed across dropped connections and server
-    restarts (no line twice, none skipped), then exits 0 if the job succeeded and 1 if not.
+    JOB is a job's number, or a name: the newest job of that name. Following resumes after
+    the last line printed across dropped connections and server restarts (no line twice,
+    none skipped), then exits 0 if the job succeeded and 1 if not.
     """
-    if last is not None and first is not None:
-        raise click.UsageError("--tail and --from do not go together")
+    if sum(option is not None for option in (last, first, since)) > 1:
+        raise click.UsageError("--tail, --from and --since do not go together")
+    if job.isdigit() and int(job) == 0:
+        raise click.UsageError("JOB is a job's number (from 1) or a job's name")
+    since_s = None
+    if since is not None:
+        from logstream.config import parse_duration
+
+        try:
+            since_s = parse_duration(since)
+        except SettingsError as error:
+            raise click.BadParameter(str(error), param_hint="--since") from None
+    import time
+
     from logstream.runner.client import Client
-    from logstream.runner.tail import Follower, print_log, start_after
+    from logstream.runner.tail import (
+        Follower,
+        line_at,
+        print_log,
+        print_stamped,
+        resolve_job,
+        start_after,
+    )
 
     out = sys.stdout.buffer
     with _client_errors(), Client(server, token=token) as client:
-        if not follow:
-            print_log(client, job, out, after=None if first is None else first - 1, tail=last)
+        job_id = resolve_job(client, job)
+        after: int | None = None
+        if since_s is not None:
+            after = line_at(client, job_id, round((time.time() - since_s) * 1000))
+        elif first is not None:
+            after = first - 1
+        if not follow and not timestamps:
+            print_log(client, job_id, out, after=after, tail=last)
             return
-        after = start_after(client, job, first=first, tail=last)
-        end = Follower(client, job, out, after, _warn).run(give_up)
+        if after is None:
+            after = start_after(client, job_id, first=None, tail=last)
+        if not follow:
+            print_stamped(client, job_id, out, after=after)
+            return
+        end = Follower(client, job_id, out, after, _warn, stamps=timestamps).run(give_up)
     if end.get("status") != "succeeded":
-        _warn(f"job {job} {end.get('status')} (exit code {end.get('exit_code')})")
+        _warn(f"job {job_id} {end.get('status')} (exit code {end.get('exit_code')})")
         raise click.exceptions.Exit(1)
+
+
+def _meta_pair(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    pairs = []
+    for value in values:
+        key, equals, text = value.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx, param)
+        pairs.append((key, text))
+    return tuple(pairs)
 
 
 @main.command()
 @_server
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only jobs with this status (running, succeeded, failed, canceled); repeatable.",
+)
+@click.option("--name", default=None, help="Only jobs with exactly this name.")
+@click.option(
+    "--meta",
+    multiple=True,
+    callback=_meta_pair,
+    metavar="KEY=VALUE",
+    help="Only jobs whose meta has KEY with this string value; repeatable (all must hold).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.option("-w", "--watch", is_flag=True, help="Refresh the list until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often --watch refreshes.",
+)
 @_read_token
-def jobs(server: str, limit: int, as_json: bool, token: str | None) -> None:
-    """List recent jobs (id, name, status, lines, duration)."""
+def jobs(
+    server: str,
+    limit: int,
+    statuses: tuple[str, ...],
+    name: str | None,
+    meta: tuple[tuple[str, str], ...],
+    as_json: bool,
+    watch: bool,
+    interval: float,
+    token: str | None,
+) -> None:
+    """List recent jobs (id, name, status, lines, duration), newest first, filtered by the
+    server; --watch keeps the list on screen, redrawn every --interval seconds."""
+    if watch and as_json:
+        raise click.UsageError("--watch and --json do not go together")
     from logstream.runner.client import Client
-    from logstream.runner.tail import format_jobs
+    from logstream.runner.tail import format_jobs, watch_jobs
 
     with _client_errors(), Client(server, token=token) as client:
-        found = client.list_jobs(limit)
+
+        def fetch() -> list[dict[str, Any]]:
+            return client.list_jobs(limit, statuses=statuses, name=name, meta=meta)
+
+        if watch:
+            title = " ".join(["logstream jobs", *sys.argv[2:]])
+            screen = sys.stdout.isatty()
+            watch_jobs(fetch, click.echo, _warn, interval=interval, screen=screen, title=title)
+            return
+        found = fetch()
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
 import httpx
@@ -113,9 +113,22 @@ class Client:
         """One job's JSON (`token`: e.g. the job's own, which may read it)."""
         return self._call("GET", f"/api/jobs/{job_id}", token=token)
 
-    def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent jobs, newest first."""
-        answer = self._call("GET", "/api/jobs", params={"limit": limit})
+    def list_jobs(
+        self,
+        limit: int = 20,
+        *,
+        statuses: Sequence[str] = (),
+        name: str | None = None,
+        meta: Sequence[tuple[str, str]] = (),
+    ) -> list[dict[str, Any]]:
+        """The most recent jobs, newest first: those with any of `statuses`, named `name` and
+        with these (key, string value) pairs in their meta, when given."""
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        params += [("status", status) for status in statuses]
+        if name is not None:
+            params.append(("name", name))
+        params += [(f"meta.{key}", value) for key, value in meta]
+        answer = self._call("GET", "/api/jobs", params=httpx.QueryParams(list(params)))
         return list(answer.get("jobs", []))
 
     def read_lines(self, job_id: int, after: int, limit: int) -> list[dict[str, Any]]:
@@ -210,7 +223,7 @@ class Client:
         *,
         token: str | None = None,
         body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | httpx.QueryParams | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}

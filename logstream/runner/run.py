@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from logstream import masking
 from logstream.masking import Masker
@@ -364,9 +364,11 @@ def push_input(
     fd: int = 0,
     masks: MaskOptions | None = None,
     keepalive: float = KEEPALIVE,
+    echo: IO[bytes] | None = None,
 ) -> int:
     """Append what `fd` (stdin) carries to a job, finishing it at the end if asked; 0 if all did.
-    Secrets (`masks`) are masked as `run_command` masks them.
+    Secrets (`masks`) are masked as `run_command` masks them. With `echo` (push --tee), what
+    is read is also copied there as it arrives (as `run` shows the output, unmasked).
 
     A cancel on the server stops the reading: what was read is sent, the job finished as
     canceled, and the exit status is 1."""
@@ -395,7 +397,7 @@ def push_input(
         delivery = Delivery(client, job_id, token, spool, warn, keepalive=keepalive).start()
         interrupted = False
         pump = Pump(spool)
-        pump.add(fd, None)
+        pump.add(fd, echo)
         try:
             pump.run(stop=lambda: delivery.error is not None or delivery.canceled)
         except KeyboardInterrupt:
