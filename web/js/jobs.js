@@ -17,6 +17,24 @@ import { showAccount, signedOutNotice } from "./account.js";
 const POLL_MS = 5000;
 const PAGE_SIZE = 100;
 
+// The filter the page's URL carries (/?status=failed&name=deploy&meta.branch=main): the server
+// filters the listing; live events carry the job, so `shows` filters them here the same way.
+const FILTER = new URLSearchParams([...new URLSearchParams(location.search)].filter(
+  ([key]) => ["status", "name", "name_prefix"].includes(key) || key.startsWith("meta.")));
+const FILTER_QUERY = FILTER.toString() ? `&${FILTER}` : "";
+
+function shows(job) {
+  const statuses = FILTER.getAll("status").flatMap((s) => s.split(",")).map((s) => s.trim())
+    .filter(Boolean);
+  if (statuses.length && !statuses.includes(job.status)) return false;
+  for (const [key, value] of FILTER) {
+    if (key === "name" && value && job.name !== value) return false;
+    if (key === "name_prefix" && !job.name.startsWith(value)) return false;
+    if (key.startsWith("meta.") && (job.meta || {})[key.slice(5)] !== value) return false;
+  }
+  return true;
+}
+
 class JobList {
   constructor() {
     this.jobs = new Map(); // id -> job
@@ -30,6 +48,11 @@ class JobList {
   }
 
   async start() {
+    if (FILTER_QUERY) {
+      const shown = [...FILTER].map(([key, value]) => `${key}=${value}`).join(" · ");
+      document.querySelector(".list-head .sub").replaceChildren(
+        `Only ${shown} · `, el("a", { href: "/" }, "all jobs"));
+    }
     document.getElementById("more").addEventListener("click", () => this.loadMore());
     this.body.addEventListener("click", (event) => {
       const row = event.target.closest("tr[data-id]");
@@ -46,10 +69,14 @@ class JobList {
     let page;
     if (this.mode === "signed-out") return;
     try {
-      page = await getJSON(`/api/jobs?limit=${PAGE_SIZE}`);
+      page = await getJSON(`/api/jobs?limit=${PAGE_SIZE}${FILTER_QUERY}`);
     } catch (error) {
       if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
         this.signedOut();
+        return;
+      }
+      if (error instanceof HttpError && error.status === 400) {
+        this.setMode("offline", error.message); // a filter in the URL the server refuses
         return;
       }
       this.setMode("offline", `Cannot reach the server (${error.message}); retrying…`);
@@ -74,7 +101,7 @@ class JobList {
 
   async loadMore() {
     if (!this.nextCursor) return;
-    const page = await getJSON(`/api/jobs?limit=${PAGE_SIZE}&cursor=${encodeURIComponent(this.nextCursor)}`);
+    const page = await getJSON(`/api/jobs?limit=${PAGE_SIZE}${FILTER_QUERY}&cursor=${encodeURIComponent(this.nextCursor)}`);
     this.merge(page.jobs);
     this.nextCursor = page.next_cursor;
     document.getElementById("more").hidden = !this.nextCursor;
@@ -109,7 +136,8 @@ class JobList {
     source.addEventListener("job", (event) => {
       const job = JSON.parse(event.data);
       delete job.kind;
-      this.merge([job]);
+      if (shows(job)) this.merge([job]);
+      else this.drop(job.id); // (it no longer matches: a `status=running` job has finished)
     });
     source.addEventListener("progress", (event) => {
       const { jobs } = JSON.parse(event.data);
@@ -185,6 +213,14 @@ class JobList {
       this.renderRow(job);
     }
     this.order();
+    document.getElementById("empty").hidden = this.jobs.size > 0;
+    document.getElementById("jobs-table").hidden = this.jobs.size === 0;
+  }
+
+  drop(id) {
+    if (!this.jobs.delete(id)) return;
+    this.rows.get(id).remove();
+    this.rows.delete(id);
     document.getElementById("empty").hidden = this.jobs.size > 0;
     document.getElementById("jobs-table").hidden = this.jobs.size === 0;
   }
