@@ -44,6 +44,12 @@ JOBS: list[tuple[str, dict[str, Any], str | None]] = [
     ("deploy", {"branch": "main", "emoji": "\U0001f680", "accent": "\u00e9t\u00e9"}, None),
     ("build", {}, "succeeded"),
     ("deploy", {"branch": "main"}, "failed"),
+    (
+        "odd",
+        {"pct": "50%", "under_score": "a_b", "q": 'say "hi"', "path": "a/b", "t": "a\tb"},
+        None,
+    ),
+    ("odd", {"pct": "5x%", "under_score": "axb", "q": "say hi", "path": "a//b"}, None),
 ]
 
 
@@ -85,6 +91,16 @@ FILTERS: list[list[tuple[str, str]]] = [
     [("meta.branch", "main"), ("name", "deploy"), ("status", "succeeded,failed")],
     [("meta.branch", "main"), ("meta.ci.pipeline", "7")],
     [("name", "build"), ("status", "running")],
+    # LIKE's wildcards and its escape character are only themselves; values JSON escapes.
+    [("meta.pct", "50%")],
+    [("meta.pct", "5_%")],
+    [("meta.pct", "%")],
+    [("meta.under_score", "a_b")],
+    [("meta.under_score", "a%b")],
+    [("meta.q", 'say "hi"')],
+    [("meta.path", "a/b")],
+    [("meta.path", "a//b")],
+    [("meta.t", "a\tb")],
 ]
 
 
@@ -125,8 +141,8 @@ async def test_filters_and_paging_match_the_reference(backend_server: ServerProc
                 got = [job["id"] for job in await _all_pages(client, params, limit)]
                 assert got == expected, (params, limit)
         # A page ends exactly where the filtered rows do: no empty page after the last one.
-        r = await client.get("/api/jobs", params={"status": "running", "limit": 2})
-        assert len(r.json()["jobs"]) == 2 and r.json()["next_cursor"] is None
+        r = await client.get("/api/jobs", params={"status": "canceled", "limit": 1})
+        assert len(r.json()["jobs"]) == 1 and r.json()["next_cursor"] is None
 
 
 async def test_meta_stored_unparsable_matches_nothing_and_breaks_nothing(

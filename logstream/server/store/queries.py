@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -187,27 +189,54 @@ _PG_UNPARSABLE_META = (
     r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
     r"|[:,\[]\s*-?(nan|infinity)\s*[,}\]]"
 )
+# A value JSON writes as it is, between quotes (printable ASCII but " and \).
+_PLAIN_VALUE = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def _meta_is(dialect: str, key: str, value: str) -> ColumnElement[bool]:
-    """SQL for "the job's meta has `key` with the string value `value`"."""
+    """SQL for "the job's meta has `key` with the string value `value`".
+
+    A plain value is looked for in the text first (LIKE '%"key"%"value"%': the value follows
+    its key in any JSON that has it), so the JSON functions run only on the rows that may
+    match: on 100,000 jobs a rare value took ~2 s on PostgreSQL with every row parsed.
+    """
     meta = jobs.c.meta
+    found: list[ColumnElement[bool]] = []
+    if _PLAIN_VALUE.fullmatch(value):  # (SQLite's LIKE ignores ASCII case: still a superset)
+        pattern = f'%"{_like_escaped(key)}"%"{_like_escaped(value)}"%'
+        found.append(meta.like(pattern, escape="/"))
     if dialect == "postgresql":
-        # CASE, not AND: PostgreSQL may evaluate AND's operands in any order.
-        document = case((meta.regexp_match(_PG_UNPARSABLE_META, "i"), null()), else_=meta)
-        found = cast(document, JSONB).op("->")(key)
-        return found == func.to_jsonb(cast(literal(value), Text))
+        # CASE, not AND: PostgreSQL may evaluate AND's operands in any order. The regular
+        # expression (slow: lookarounds) runs only on text with an escape, NaN or Infinity.
+        clean = and_(*(func.strpos(meta, mark) == 0 for mark in ("\\u", "NaN", "Infinity")))
+        document = case(
+            (clean, meta), (meta.regexp_match(_PG_UNPARSABLE_META, "i"), null()), else_=meta
+        )
+        value_json = cast(document, JSONB).op("->")(key)
+        found.append(value_json == func.to_jsonb(cast(literal(value), Text)))
+        return and_(*found)
     path = '$."' + key + '"'  # keys are [A-Za-z0-9_.-]: nothing to escape inside the quotes
     string = case(
         (func.json_valid(meta) == 1, case((func.json_type(meta, path) == "text", meta))),
     )
-    return func.json_extract(string, path) == value
+    found.append(func.json_extract(string, path) == value)
+    return and_(*found)
 
 
 def _where(dialect: str, where: JobFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if where.statuses:
-        conditions.append(jobs.c.status.in_(where.statuses))
+        status: ColumnElement[str] = jobs.c.status
+        if dialect == "sqlite" and where.name is not None:
+            # Without statistics (logstream runs no ANALYZE) SQLite walks ix_jobs_status_id
+            # when given both, i.e. every failed job for `failed`, rather than the one name's
+            # jobs: `status || ''` is no indexed column, so it keeps to ix_jobs_name_id.
+            status = jobs.c.status.concat("")
+        conditions.append(status.in_(where.statuses))
     if where.name is not None:
         conditions.append(jobs.c.name == where.name)
     if where.name_prefix is not None:
