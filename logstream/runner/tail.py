@@ -28,7 +28,7 @@ from logstream.sse import SSEParser, line_text
 DEFAULT_RETRY_MS = 2000
 MAX_RETRY_S = 10.0
 #: Lines per request to the JSON lines API.
-PAGE_LINES = 1000
+PAGE_LINES = 5000
 
 
 def print_log(
