@@ -770,6 +770,7 @@ query_values = (
     params=st.dictionaries(
         st.sampled_from(
             ["limit", "cursor", "after", "tail", "first", "q", "case", "format", "follow"]
+            + ["regex", "status", "name", "name_prefix", "meta.branch", "meta.", "meta.a b"]
         ),
         query_values,
         max_size=4,
