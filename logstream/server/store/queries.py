@@ -203,7 +203,7 @@ def _meta_is(dialect: str, key: str, value: str) -> ColumnElement[bool]:
 
     A plain value is looked for in the text first (LIKE '%"key"%"value"%': the value follows
     its key in any JSON that has it), so the JSON functions run only on the rows that may
-    match: on 100,000 jobs a rare value took ~2 s on PostgreSQL with every row parsed.
+    match: on 100,000 jobs a rare value took ~3 s on PostgreSQL with every row parsed.
     """
     meta = jobs.c.meta
     found: list[ColumnElement[bool]] = []
