@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.browser import chromium_path, finish, launch_chromium
+from support.browser import chromium_path, finish
 from support.server import REQUIRE_ALL, ServerProcess
 
 if not REQUIRE_ALL:
@@ -25,15 +25,14 @@ LISTED = "() => window.__logstream.jobs().map(j => j.id)"
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    with launch_chromium() as chromium:
-        context = chromium.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        yield page
-        context.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def new_job(base: str, name: str, meta: dict[str, Any]) -> dict[str, Any]:

@@ -150,16 +150,18 @@ def test_tail_since_starts_at_the_lines_of_that_last_while(server: ServerProcess
     url = server.url
     job = new_job(url, "since")
     append(url, job, [f"line {n}" for n in range(1, 101)])
-    # Lines 1-60 were stored an hour ago, 61-80 twenty minutes ago, the rest just now.
+    # Lines 1-60 were stored an hour ago, 61-80 twenty minutes ago, the rest five minutes ago
+    # (so no window boundary is near, however slowly the test runs).
     with sqlite3.connect(server.workdir / "logstream.db") as db:
         db.execute("UPDATE lines SET ts_ms = ts_ms - 3600000 WHERE no <= 60")
         db.execute("UPDATE lines SET ts_ms = ts_ms - 1200000 WHERE no > 60 AND no <= 80")
+        db.execute("UPDATE lines SET ts_ms = ts_ms - 300000 WHERE no > 80")
     expected = "".join(f"line {n}\n" for n in range(81, 101)).encode()
     assert cli(url, "tail", "--since", "10m", str(job["id"])).stdout == expected
     expected = "".join(f"line {n}\n" for n in range(61, 101)).encode()
     assert cli(url, "tail", "--since", "30m", str(job["id"])).stdout == expected
     assert cli(url, "tail", "--since", "2h", "since").stdout.count(b"\n") == 100
-    assert cli(url, "tail", "--since", "1s", "since").stdout == b""
+    assert cli(url, "tail", "--since", "1m", "since").stdout == b""
     finish(url, job)
     result = cli(url, "tail", "-f", "-t", "--since", "10m", "since")
     assert result.returncode == 0 and result.stdout.count(b"\n") == 20
