@@ -1,5 +1,5 @@
 """The filtered job list (`GET /api/jobs?status=...&name=...&meta.KEY=...`) on a big store,
-without and with migration 0004's indexes (ix_jobs_name_id, ix_jobs_status_id).
+without and with migration 0009's indexes (ix_jobs_name_id, ix_jobs_status_id).
 
 `python -m bench.job_filters [--jobs N] [--postgres URL]` (in-process, no HTTP): fills a fresh
 store with N jobs (200 names, 0.2% running, 8% failed, 2% canceled, the rest succeeded; meta

@@ -690,7 +690,7 @@ def _meta_pair(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     "statuses",
     multiple=True,
     metavar="STATUS",
-    help="Only jobs with this status (running, succeeded, failed, canceled); repeatable.",
+    help="Only jobs with this status (running, succeeded, failed, canceled, lost); repeatable.",
 )
 @click.option("--name", default=None, help="Only jobs with exactly this name.")
 @click.option(
