@@ -307,8 +307,12 @@ def test_integer_parameters_past_4300_digits_are_400(shared_server: ServerProces
     job = create_job(shared_server.url, "huge")
     with httpx.Client(base_url=shared_server.url, timeout=TIMEOUT) as client:
         for method, path, params in huge_int_cases(job["id"]):
+            # A body only where one belongs: a GET with a body answered 400 before it was read
+            # can leave the keep-alive connection closed under the next request (a separate
+            # bug, noted), which is not what this test is about.
+            body = b"x\n" if method == "POST" else None
             headers = {**auth(job), "Content-Type": "text/plain"}
-            r = client.request(method, path, params=params, headers=headers, content=b"x\n")
+            r = client.request(method, path, params=params, headers=headers, content=body)
             if params.get("after", "").startswith("0"):
                 assert r.status_code == 200, r.text
                 continue
