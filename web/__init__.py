@@ -1,1 +1,2 @@
-"""The dashboard (static HTML, CSS and JS), shipped in the wheel as the data package logstream.web."""
+"""The dashboard (static HTML, CSS and JS), shipped in the wheel as the data package
+logstream.web."""

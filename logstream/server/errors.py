@@ -80,3 +80,23 @@ class ShuttingDown(Unavailable):
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class BadHost(ApiError):
+    status = 400
+    code = "bad_host"
+
+
+class TargetTooLong(ApiError):
+    status = 414
+    code = "uri_too_long"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    code = "headers_too_large"
+
+
+class VersionNotSupported(ApiError):
+    status = 505
+    code = "http_version_not_supported"

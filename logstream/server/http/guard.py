@@ -21,7 +21,13 @@ import ipaddress
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from logstream.server.errors import ApiError
+from logstream.server.errors import (
+    ApiError,
+    BadHost,
+    HeadersTooLarge,
+    TargetTooLong,
+    VersionNotSupported,
+)
 
 # The limits of a request head: what browsers and runners send fits with room to spare.
 MAX_TARGET_BYTES = 8 * 1024  # path and query
@@ -32,26 +38,6 @@ MAX_HEADER_BYTES = 16 * 1024  # names and values together (Hypercorn's h11 limit
 HTTP_VERSIONS = frozenset({"1.0", "1.1", "2"})
 
 LOOPBACK_NAMES = ("localhost", "*.localhost")  # RFC 6761: browsers resolve these to loopback
-
-
-class BadHost(ApiError):
-    status = 400
-    code = "bad_host"
-
-
-class TargetTooLong(ApiError):
-    status = 414
-    code = "uri_too_long"
-
-
-class HeadersTooLarge(ApiError):
-    status = 431
-    code = "headers_too_large"
-
-
-class VersionNotSupported(ApiError):
-    status = 505
-    code = "http_version_not_supported"
 
 
 def is_loopback(host: str) -> bool:
